@@ -1,0 +1,110 @@
+"""The target protocol: what prmodel needs from an accelerator to benchmark it.
+
+A target turns a :class:`~prmodel.layers.LayerConfig` into a prepared benchmark and times
+it. Everything else (rounds, stability, canaries, storage) is the sweep runner's job, so
+adding a device means writing one module with a ``Target`` and a ``Benchmark``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from prmodel.errors import PrmodelError
+from prmodel.layers import LayerConfig
+
+
+class TargetError(PrmodelError, ValueError):
+    """A target that cannot be created (unknown name, bad option, missing provider)."""
+
+
+class LayerBuildError(PrmodelError, RuntimeError):
+    """A layer that the target cannot build or run (one sentence says why)."""
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Per-call timings of every call made on a benchmark, in call order, in microseconds.
+
+    ``kernel_us`` is the layer's own kernel time (the quantity prmodel models);
+    ``wall_us`` the caller-side time of a whole run; ``reorder_us`` the layout
+    conversions that a lone layer gets around it but a network mostly does not (empty
+    where the target has none). ``extra`` carries target-specific facts (e.g. cycles).
+    """
+
+    kernel_us: tuple[float, ...]
+    wall_us: tuple[float, ...]
+    reorder_us: tuple[float, ...] = ()
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Benchmark(Protocol):
+    """One layer built and loaded on a target, ready to be timed repeatedly."""
+
+    layer: LayerConfig
+
+    def run(self, calls: int) -> list[float]:
+        """Run the layer ``calls`` times; returns the wall time of each call in µs."""
+        ...
+
+    def finish(self) -> Timings:
+        """Stop timing and return the timings of every call made so far."""
+        ...
+
+    def close(self) -> None:
+        """Release the layer's resources (safe to call twice)."""
+        ...
+
+
+@runtime_checkable
+class Target(Protocol):
+    """An accelerator (or simulator) that prmodel can benchmark."""
+
+    name: str
+    """Short name used on the command line, e.g. ``cpu`` or ``scalesim``."""
+
+    deterministic: bool
+    """True where one call gives the exact latency (simulators): no repeats needed."""
+
+    @property
+    def target_id(self) -> str:
+        """Readable identity incl. settings that change kernels, e.g. ``ort-cpu-t1-all``."""
+        ...
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that identifies the hardware and software measured."""
+        ...
+
+    def unsupported_reason(self, layer: LayerConfig) -> str | None:
+        """Why ``layer`` cannot run on this target, or None where it can."""
+        ...
+
+    def prepare(self, layer: LayerConfig) -> Benchmark:
+        """Build and load ``layer``. Raises :class:`LayerBuildError` when it cannot."""
+        ...
+
+
+def fingerprint_hash(fingerprint: Mapping[str, Any]) -> str:
+    """A short stable digest of a fingerprint (measurements are keyed on it)."""
+    text = json.dumps(fingerprint, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def parse_target_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """Split ``name:key=value,key=value`` into the name and its options.
+
+    Raises:
+        TargetError: an option without ``=``.
+    """
+    name, _, rest = spec.partition(":")
+    options: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise TargetError(f"target option {item!r} in {spec!r} is not of the form key=value")
+        options[key.strip().replace("-", "_")] = value.strip()
+    return name.strip().lower(), options
