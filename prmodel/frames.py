@@ -8,6 +8,7 @@ Measurement frames add the measured columns documented in :mod:`prmodel.store`.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -42,8 +43,8 @@ def layers_from_frame(frame: pd.DataFrame) -> list[LayerConfig]:
     return layers
 
 
-def _plain(value: object) -> object:
+def _plain(value: Any) -> Any:
     # numpy scalars from a DataFrame -> Python ints, which LayerConfig validation expects
     if hasattr(value, "item"):
-        return value.item()  # type: ignore[no-any-return]
+        return value.item()
     return value

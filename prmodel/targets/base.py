@@ -45,7 +45,10 @@ class Timings:
 class Benchmark(Protocol):
     """One layer built and loaded on a target, ready to be timed repeatedly."""
 
-    layer: LayerConfig
+    @property
+    def layer(self) -> LayerConfig:
+        """The layer this benchmark times."""
+        ...
 
     def run(self, calls: int) -> list[float]:
         """Run the layer ``calls`` times; returns the wall time of each call in µs."""
@@ -64,11 +67,15 @@ class Benchmark(Protocol):
 class Target(Protocol):
     """An accelerator (or simulator) that prmodel can benchmark."""
 
-    name: str
-    """Short name used on the command line, e.g. ``cpu`` or ``scalesim``."""
+    @property
+    def name(self) -> str:
+        """Short name used on the command line, e.g. ``cpu`` or ``scalesim``."""
+        ...
 
-    deterministic: bool
-    """True where one call gives the exact latency (simulators): no repeats needed."""
+    @property
+    def deterministic(self) -> bool:
+        """True where one call gives the exact latency (simulators): no repeats needed."""
+        ...
 
     @property
     def target_id(self) -> str:
