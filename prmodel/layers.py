@@ -303,9 +303,7 @@ def _coerce(given: str, name: str, value: Any) -> Any:
         if value is None:
             return None
         if not isinstance(value, str) or value.lower() not in ACTIVATIONS:
-            raise InvalidLayerError(
-                f"activation {value!r} is not one of {', '.join(ACTIVATIONS)}"
-            )
+            raise InvalidLayerError(f"activation {value!r} is not one of {', '.join(ACTIVATIONS)}")
         return value.lower()
     if name == "residual":
         if not isinstance(value, bool):
@@ -343,7 +341,9 @@ def _validate(layer: LayerConfig) -> None:
     if layer.residual and kind is not LayerKind.CONV:
         raise InvalidLayerError(f"{kind.value}: only conv layers take a fused residual add")
     if kind is LayerKind.DENSE and (layer.height, layer.width) != (1, 1):
-        raise InvalidLayerError("dense: height and width must be 1 (the input is [batch, channels])")
+        raise InvalidLayerError(
+            "dense: height and width must be 1 (the input is [batch, channels])"
+        )
     if kind is LayerKind.CONV:
         for name in ("channels", "out_channels"):
             if getattr(layer, name) % layer.groups:

@@ -34,8 +34,9 @@ def test_dense_and_pooling() -> None:
     dense = LayerConfig.create("dense", batch=2, channels=512, out_channels=1000)
     assert dense.output_shape == (2, 1000)
     assert dense.macs == 2 * 512 * 1000
-    pool = LayerConfig.create("maxpool", channels=64, height=112, width=112, kernel=3, stride=2,
-                              padding=1)
+    pool = LayerConfig.create(
+        "maxpool", channels=64, height=112, width=112, kernel=3, stride=2, padding=1
+    )
     assert pool.output_shape == (1, 64, 56, 56)
     gap = LayerConfig.create("globalavgpool", channels=512, height=7, width=7)
     assert gap.output_shape == (1, 512, 1, 1)
@@ -58,7 +59,10 @@ def test_round_trip_and_key_stability() -> None:
 @pytest.mark.parametrize(
     ("params", "message"),
     [
-        ({"kind": "conv", "channels": 3, "out_channels": 4, "groups": 2}, "not divisible by groups"),
+        (
+            {"kind": "conv", "channels": 3, "out_channels": 4, "groups": 2},
+            "not divisible by groups",
+        ),
         ({"kind": "conv", "height": 2, "width": 2, "kernel": 5}, "larger than the padded height"),
         ({"kind": "softmax"}, "unknown layer kind 'softmax'"),
         ({"kind": "dense", "channels": 0}, "channels must be positive"),

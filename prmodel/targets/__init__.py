@@ -3,6 +3,9 @@
 A spec is ``name`` or ``name:key=value,...``, for example ``cpu``,
 ``cpu:threads=2,opt=extended``, ``cuda``, ``scalesim:rows=32,cols=32,dataflow=ws`` or
 ``analytic:block=8``. ONNX Runtime targets are named after their execution provider.
+A dotted name, ``package.module.ClassName:key=value``, loads a target from any importable
+module: the class needs a ``from_options(options: dict[str, str])`` classmethod. That is
+how a new device is added without touching prmodel.
 """
 
 from __future__ import annotations
@@ -37,6 +40,8 @@ def get_target(spec: str) -> Target:
         TargetError: unknown name, bad option, or a provider not installed here.
     """
     name, options = parse_target_spec(spec)
+    if "." in name:
+        return _plugin_target(spec.partition(":")[0].strip(), options)
     if name == "analytic":
         from prmodel.targets.analytic import AnalyticTarget
 
@@ -48,6 +53,20 @@ def get_target(spec: str) -> Target:
     from prmodel.targets.onnxruntime import OnnxRuntimeTarget
 
     return OnnxRuntimeTarget.from_options(name, options)
+
+
+def _plugin_target(path: str, options: dict[str, str]) -> Target:
+    import importlib
+
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as exc:
+        raise TargetError(f"cannot load target plugin {path!r}: {exc}") from None
+    if not hasattr(cls, "from_options"):
+        raise TargetError(f"target plugin {path!r} has no from_options(options) classmethod")
+    target: Target = cls.from_options(options)
+    return target
 
 
 def list_targets() -> list[TargetInfo]:
