@@ -35,7 +35,7 @@ def main() -> None:
     except PrmodelError as exc:
         if debug:
             raise
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted: every measurement taken so far is saved; rerun to resume")
@@ -47,5 +47,6 @@ def main() -> None:
             f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
             "(rerun with --debug for the traceback)",
             highlight=False,
+            soft_wrap=True,
         )
         sys.exit(1)

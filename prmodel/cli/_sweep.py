@@ -1,9 +1,223 @@
-"""Commands of this pipeline stage (registered on the main app)."""
+"""Commands of the measuring stage: sweep, export, show, targets and init."""
 
 from __future__ import annotations
 
+import inspect
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
+
+from prmodel.cli._common import (
+    JsonOption,
+    TargetOption,
+    WorkspaceOption,
+    console,
+    print_json,
+    print_table,
+)
+from prmodel.errors import PrmodelError
+from prmodel.workspace import Workspace
+
+if TYPE_CHECKING:
+    from prmodel.plans import SweepPlan
+    from prmodel.store import MeasurementStore
+
+PlanArguments = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Plan files (YAML) or folders of them; a bare name is also looked up in the "
+        "workspace's sweeps/ folder.",
+        show_default=False,
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to ``app``."""
+    commands: list[tuple[str, Callable[..., None]]] = [
+        ("sweep", sweep),
+        ("export", export),
+        ("show", show),
+        ("targets", targets),
+        ("init", init),
+    ]
+    for name, command in commands:
+        app.command(name, help=command_help(command))(command)
+
+
+def command_help(command: Callable[..., object]) -> str:
+    """The command's docstring with each paragraph on one line (typer keeps line breaks)."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(p.split("\n")) for p in paragraphs)
+
+
+def sweep(
+    plans: PlanArguments,
+    target: TargetOption = "cpu",
+    workspace: WorkspaceOption = Path("."),
+    canary: Annotated[
+        bool, typer.Option(help="Measure a canary layer every round to spot disturbances.")
+    ] = True,
+    seed: Annotated[int, typer.Option(help="Seed of the round order.")] = 0,
+    json_output: JsonOption = False,
+) -> None:
+    """Measure the layers of sweep plans on a target, resuming what is already stored.
+
+    Every point is committed to the workspace's store (sweeps/measurements.sqlite) the
+    moment it is measured: interrupt at any time and run the same command again to resume.
+
+    Example: prmodel sweep sweeps/conv_out_channels.yaml --target cpu
+    """
+    from prmodel.plans import load_plans
+    from prmodel.store import MeasurementStore
+    from prmodel.sweep import MeasureSettings, run_sweep
+    from prmodel.targets import get_target
+
+    ws = Workspace.at(workspace)
+    loaded = [plan for path in plans for plan in load_plans(_plan_path(path, ws))]
+    _check_distinct(loaded)
+    chosen = get_target(target)
+    settings = MeasureSettings(canary=canary, seed=seed)
+    reports = []
+    with MeasurementStore(ws.store_path) as store:
+        for plan in loaded:
+            if not json_output:
+                console.print(f"[bold]{plan.name}[/] ({plan.kind.value}, {plan.mode})")
+            layers = plan.layers()
+            reports.append(
+                run_sweep(
+                    layers,
+                    chosen,
+                    store=store,
+                    settings=settings,
+                    progress=not json_output,
+                    plan_name=plan.name,
+                )
+            )
+    rows = [report.as_dict() for report in reports]
+    if json_output:
+        print_json({"store": str(ws.store_path), "target_id": chosen.target_id, "plans": rows})
+        return
+    columns = ["plan_name", "requested", "measured", "skipped", "failed", "seconds"]
+    print_table(rows, title=f"sweep on {chosen.target_id}", columns=columns)
+    console.print(f"store: {ws.store_path}")
+
+
+def _plan_path(path: Path, ws: Workspace) -> Path:
+    if path.exists():
+        return path
+    for candidate in (ws.sweeps_dir / path, ws.sweeps_dir / f"{path}.yaml"):
+        if candidate.exists():
+            return candidate
+    return path  # load_plans names it in its error
+
+
+def _check_distinct(plans: list[SweepPlan]) -> None:
+    names = [plan.name for plan in plans]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise PrmodelError(f"plan name {repeated[0]!r} appears in more than one plan file")
+
+
+def export(
+    out: Annotated[Path, typer.Argument(help="Output file: .parquet or .csv.")],
+    target: Annotated[
+        str | None,
+        typer.Option(
+            "--target", "-t", help="Only this target: a stored target_id or a target spec."
+        ),
+    ] = None,
+    kind: Annotated[str | None, typer.Option(help="Only this layer kind, e.g. conv.")] = None,
+    plan: Annotated[str | None, typer.Option(help="Only layers requested by this plan.")] = None,
+    include_errors: Annotated[
+        bool, typer.Option("--include-errors", help="Also rows of layers that failed.")
+    ] = False,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Export measurements from the store to Parquet or CSV (columns: see prmodel.store).
+
+    Example: prmodel export conv.parquet --target cpu --kind conv
+    """
+    from prmodel.store import MeasurementStore
+
+    ws = Workspace.at(workspace)
+    _require_store(ws)
+    with MeasurementStore(ws.store_path) as store:
+        target_id = _resolve_target_id(store, target) if target else None
+        rows = store.export(
+            out, target_id=target_id, kind=kind, plan=plan, include_errors=include_errors
+        )
+    console.print(f"wrote {rows} rows to {out}")
+
+
+def _require_store(ws: Workspace) -> None:
+    if not ws.store_path.exists():
+        raise PrmodelError(f"no measurement store at {ws.store_path}; run 'prmodel sweep' first")
+
+
+def _resolve_target_id(store: MeasurementStore, target: str) -> str:
+    from prmodel.targets import get_target
+
+    if target in set(store.targets()["target_id"]):
+        return target
+    return get_target(target).target_id
+
+
+def show(workspace: WorkspaceOption = Path("."), json_output: JsonOption = False) -> None:
+    """Summarise the measurement store: layers per target and kind, and the plans recorded.
+
+    Example: prmodel show --workspace my_ws
+    """
+    from prmodel.store import MeasurementStore
+
+    ws = Workspace.at(workspace)
+    _require_store(ws)
+    with MeasurementStore(ws.store_path) as store:
+        rows = store.summary().to_dict("records")
+        plans = store.plan_names()
+    if json_output:
+        print_json({"store": str(ws.store_path), "layers": rows, "plans": plans})
+        return
+    print_table(rows, title=f"measurements in {ws.store_path}")
+    console.print(f"plans: {', '.join(plans) if plans else '(none)'}")
+
+
+def targets(json_output: JsonOption = False) -> None:
+    """List the targets this installation knows and whether they can run here.
+
+    Example: prmodel targets --json
+    """
+    from dataclasses import asdict
+
+    from prmodel.targets import list_targets
+
+    rows = [asdict(info) for info in list_targets()]
+    if json_output:
+        print_json(rows)
+        return
+    print_table(rows, title="targets", columns=["name", "available", "description", "note"])
+
+
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder of the new workspace.")],
+) -> None:
+    """Create a workspace with the shipped sweep plans copied into its sweeps/ folder.
+
+    Existing files are kept, so running it on a workspace again only adds missing plans.
+
+    Example: prmodel init my_ws && prmodel sweep my_ws/sweeps/conv_out_channels.yaml -w my_ws
+    """
+    from prmodel.plans import shipped_plans_dir
+
+    ws = Workspace.at(directory).create()
+    source = shipped_plans_dir()
+    copied = []
+    for plan_file in sorted(source.glob("*.yaml")):
+        destination = ws.sweeps_dir / plan_file.name
+        if not destination.exists():
+            shutil.copyfile(plan_file, destination)
+            copied.append(plan_file.name)
+    console.print(f"workspace {ws.root}: copied {len(copied)} plans into {ws.sweeps_dir}")
