@@ -1,0 +1,419 @@
+"""Whole-network calibration: from the sum of per-kernel predictions to the network's latency.
+
+Layers measured alone run with hot caches; inside a network their weights must be fetched
+again, and the runtime adds a little work between kernels (DESIGN.md: the layer sum
+underestimates whole networks by 3-13 %, mostly in weight-heavy layers). A calibration
+fitted from measured networks corrects the total::
+
+    total_us = scale * sum_us + us_per_weight_mb * hot_weight_mb + offset_us
+
+``sum_us`` is the sum of the kernel predictions; ``hot_weight_mb`` the weights (MB) of
+kernels whose weights fit in the last-level cache (``weight_cap_bytes``): those are the
+ones that were cache-resident when measured alone but are cold in the network, while
+larger ones stream from memory either way. Which of the three terms are used is chosen by
+leave-one-network-out error, so a term is only kept when it predicts networks it was not
+fitted on better. The fit minimises relative errors with non-negative coefficients.
+
+Unmodelled kernels (Softmax, Concat, layout reorders, ...) get a fitted cost too: per op,
+``fixed_us + us_per_mb * MB moved``, fitted on their profiled times in the same networks.
+Everything is saved as JSON in ``trained_models/<target_id>/calibration.json`` with the
+networks and figures it was fitted from.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from prmodel.errors import PrmodelError
+from prmodel.workspace import Workspace
+
+CALIBRATION_FILE = "calibration.json"
+CALIBRATION_FORMAT = 1
+DEFAULT_WEIGHT_CAP_BYTES = 32 * 2**20
+"""Cache size assumed where the target does not report its last-level cache."""
+
+TERMS: tuple[str, ...] = ("scale", "weights", "offset")
+MIN_OP_SAMPLES = 3
+"""Profiled kernels an op needs before it gets a bandwidth fit of its own."""
+
+_MB = 1e6
+
+
+class CalibrationError(PrmodelError, ValueError):
+    """A calibration that cannot be fitted, read or used (one sentence says why)."""
+
+
+@dataclass(frozen=True)
+class BandwidthFit:
+    """The cost of an unmodelled op: ``fixed_us + us_per_mb * MB moved`` (op ``*``: any)."""
+
+    op: str
+    fixed_us: float
+    us_per_mb: float
+    samples: int
+    mape: float
+
+    def predict(self, bytes_moved: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Predicted microseconds for kernels moving ``bytes_moved`` bytes."""
+        moved = np.asarray(bytes_moved, dtype=np.float64)
+        return self.fixed_us + self.us_per_mb * moved / _MB
+
+    @property
+    def gbps(self) -> float | None:
+        """The fitted bandwidth in GB/s (None where traffic did not explain the time)."""
+        return 1e3 / self.us_per_mb if self.us_per_mb > 0 else None
+
+
+@dataclass(frozen=True)
+class NetworkFit:
+    """One calibration network: what was measured, predicted and corrected."""
+
+    name: str
+    measured_us: float
+    sum_us: float
+    hot_weight_mb: float
+    calibrated_us: float
+    loo_us: float | None = None
+
+    @property
+    def sum_error_pct(self) -> float:
+        return 100 * (self.sum_us - self.measured_us) / self.measured_us
+
+    @property
+    def error_pct(self) -> float:
+        return 100 * (self.calibrated_us - self.measured_us) / self.measured_us
+
+
+@dataclass(frozen=True)
+class CalibrationSample:
+    """One measured network: its total and its per-kernel estimate table.
+
+    ``kernels`` needs the columns ``op``, ``status``, ``predicted_us``, ``bytes_moved`` and
+    ``weight_bytes`` (as :class:`prmodel.estimator.NetworkEstimate.layers` has them) and,
+    for the unmodelled-op fit, ``measured_us`` (profiled kernel time, NaN where unknown).
+    """
+
+    name: str
+    measured_us: float
+    kernels: pd.DataFrame
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted correction of one target's network totals (see the module docstring)."""
+
+    target_id: str
+    scale: float = 1.0
+    us_per_weight_mb: float = 0.0
+    offset_us: float = 0.0
+    weight_cap_bytes: int = DEFAULT_WEIGHT_CAP_BYTES
+    terms: tuple[str, ...] = ("scale",)
+    unmodelled: tuple[BandwidthFit, ...] = ()
+    networks: tuple[NetworkFit, ...] = ()
+    loo_mape: float | None = None
+    created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+    notes: Mapping[str, Any] = field(default_factory=dict)
+
+    # -- use --------------------------------------------------------------------------------
+    def hot_weight_bytes(self, weight_bytes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Weights that were cache-resident alone and cold in a network (0 above the cap)."""
+        weights = np.asarray(weight_bytes, dtype=np.float64)
+        return np.where(weights <= self.weight_cap_bytes, weights, 0.0)
+
+    def kernel_us(
+        self, predicted_us: npt.ArrayLike, weight_bytes: npt.ArrayLike
+    ) -> npt.NDArray[np.float64]:
+        """Per-kernel calibrated times (the network-level ``offset_us`` is not spread)."""
+        predicted = np.asarray(predicted_us, dtype=np.float64)
+        hot_mb = self.hot_weight_bytes(weight_bytes) / _MB
+        return self.scale * predicted + self.us_per_weight_mb * hot_mb
+
+    def total_us(self, predicted_us: npt.ArrayLike, weight_bytes: npt.ArrayLike) -> float:
+        """The calibrated network latency from its kernels' predictions and weights."""
+        return float(self.kernel_us(predicted_us, weight_bytes).sum() + self.offset_us)
+
+    def unmodelled_fit(self, op: str) -> BandwidthFit | None:
+        """The bandwidth fit for ``op``, else the all-ops fit, else None."""
+        by_op = {fit.op: fit for fit in self.unmodelled}
+        return by_op.get(op) or by_op.get("*")
+
+    @property
+    def formula(self) -> str:
+        """The fitted formula in words, e.g. ``1.041 x sum + 18.2 us/MB hot weights``."""
+        parts = [f"{self.scale:.3f} x sum"]
+        if "weights" in self.terms:
+            parts.append(f"{self.us_per_weight_mb:.1f} us/MB hot weights")
+        if "offset" in self.terms:
+            parts.append(f"{self.offset_us:.1f} us")
+        return " + ".join(parts)
+
+    # -- files --------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["format"] = CALIBRATION_FORMAT
+        data["formula"] = self.formula
+        data["networks"] = [
+            {**asdict(n), "sum_error_pct": n.sum_error_pct, "error_pct": n.error_pct}
+            for n in self.networks
+        ]
+        data["unmodelled"] = [{**asdict(f), "gbps": f.gbps} for f in self.unmodelled]
+        return data
+
+    def save(self, path: str | Path) -> Path:
+        """Write the calibration as JSON (parent folders created); returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=_json_default) + "\n")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> Calibration:
+        """Read a calibration written by :meth:`save`.
+
+        Raises:
+            CalibrationError: an unreadable or malformed file.
+        """
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+            return cls(
+                target_id=str(data["target_id"]),
+                scale=float(data["scale"]),
+                us_per_weight_mb=float(data["us_per_weight_mb"]),
+                offset_us=float(data["offset_us"]),
+                weight_cap_bytes=int(data["weight_cap_bytes"]),
+                terms=tuple(data["terms"]),
+                unmodelled=tuple(_bandwidth_fit(f) for f in data.get("unmodelled", ())),
+                networks=tuple(_network_fit(n) for n in data.get("networks", ())),
+                loo_mape=data.get("loo_mape"),
+                created=str(data.get("created", "")),
+                notes=dict(data.get("notes", {})),
+            )
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CalibrationError(f"calibration file {path} is unreadable ({exc})") from None
+
+
+def calibration_path(workspace: Workspace, target_id: str) -> Path:
+    """Where a target's calibration lives: ``trained_models/<target_id>/calibration.json``."""
+    return workspace.models_dir / target_id / CALIBRATION_FILE
+
+
+def load_calibration(workspace: Workspace, target_id: str) -> Calibration | None:
+    """The target's saved calibration, or None where there is none.
+
+    Raises:
+        CalibrationError: the file exists but is malformed or belongs to another target.
+    """
+    path = calibration_path(workspace, target_id)
+    if not path.is_file():
+        return None
+    calibration = Calibration.load(path)
+    if calibration.target_id != target_id:
+        raise CalibrationError(
+            f"calibration file {path} is for target {calibration.target_id}, not {target_id}"
+        )
+    return calibration
+
+
+# -- fitting ----------------------------------------------------------------------------------
+
+
+def fit_calibration(
+    samples: Sequence[CalibrationSample],
+    *,
+    target_id: str,
+    weight_cap_bytes: int = DEFAULT_WEIGHT_CAP_BYTES,
+    notes: Mapping[str, Any] | None = None,
+) -> Calibration:
+    """Fit the unmodelled-op costs and the network-total correction from measured networks.
+
+    Args:
+        samples: One per measured network.
+        target_id: The target the networks were measured on.
+        weight_cap_bytes: Largest weight block that stays cached when a layer runs alone
+            (the last-level cache size).
+        notes: Free-form facts saved with the calibration (settings, machine).
+
+    Raises:
+        CalibrationError: no networks, or a network without a positive measured time.
+    """
+    if not samples:
+        raise CalibrationError("calibration needs at least one measured network")
+    for sample in samples:
+        if not sample.measured_us > 0:
+            raise CalibrationError(f"network {sample.name} has no positive measured latency")
+    unmodelled = fit_unmodelled(samples)
+    base = Calibration(
+        target_id=target_id, weight_cap_bytes=weight_cap_bytes, unmodelled=unmodelled
+    )
+    features = np.array([_features(base, s.kernels) for s in samples])
+    measured = np.array([s.measured_us for s in samples])
+    terms, loo = _select_terms(features, measured)
+    coefficients = _fit(features, measured, terms)
+    loo_each = _leave_one_out(features, measured, terms) if len(samples) > len(terms) else None
+    calibration = Calibration(
+        target_id=target_id,
+        scale=coefficients[0],
+        us_per_weight_mb=coefficients[1],
+        offset_us=coefficients[2],
+        weight_cap_bytes=weight_cap_bytes,
+        terms=terms,
+        unmodelled=unmodelled,
+        loo_mape=loo,
+        notes=dict(notes or {}),
+    )
+    networks = tuple(
+        NetworkFit(
+            name=sample.name,
+            measured_us=float(measured[i]),
+            sum_us=float(features[i, 0]),
+            hot_weight_mb=float(features[i, 1]),
+            calibrated_us=float(features[i] @ np.array(coefficients)),
+            loo_us=float(loo_each[i]) if loo_each is not None else None,
+        )
+        for i, sample in enumerate(samples)
+    )
+    return replace(calibration, networks=networks)
+
+
+def fit_unmodelled(samples: Sequence[CalibrationSample]) -> tuple[BandwidthFit, ...]:
+    """Per-op and all-op ``fixed + bytes`` fits of the profiled times of unmodelled kernels."""
+    frames = [s.kernels for s in samples if "measured_us" in s.kernels.columns]
+    if not frames:
+        return ()
+    rows = pd.concat(frames, ignore_index=True)
+    rows = rows[
+        (rows["status"] == "unmodelled") & rows["measured_us"].notna() & (rows["bytes_moved"] > 0)
+    ]
+    fits = []
+    for op, group in rows.groupby("op", sort=True):
+        if len(group) >= MIN_OP_SAMPLES:
+            fits.append(_bandwidth_fit_of(str(op), group))
+    if len(rows) >= MIN_OP_SAMPLES:
+        fits.append(_bandwidth_fit_of("*", rows))
+    return tuple(fits)
+
+
+def _bandwidth_fit_of(op: str, rows: pd.DataFrame) -> BandwidthFit:
+    from scipy.optimize import nnls
+
+    moved = rows["bytes_moved"].to_numpy(dtype=np.float64) / _MB
+    measured = rows["measured_us"].to_numpy(dtype=np.float64)
+    design = np.column_stack([np.ones_like(moved), moved])
+    (fixed, per_mb), _ = nnls(design, measured)
+    predicted = fixed + per_mb * moved
+    errors = np.abs(predicted - measured) / np.maximum(measured, 1e-9)
+    return BandwidthFit(op, float(fixed), float(per_mb), len(rows), float(100 * errors.mean()))
+
+
+def _features(base: Calibration, kernels: pd.DataFrame) -> tuple[float, float, float]:
+    """(sum of predictions with fitted unmodelled costs, hot weight MB, 1) of one network."""
+    predicted = kernels["predicted_us"].to_numpy(dtype=np.float64).copy()
+    unmodelled = (kernels["status"] == "unmodelled").to_numpy()
+    for index in np.flatnonzero(unmodelled):
+        fit = base.unmodelled_fit(str(kernels["op"].iloc[index]))
+        if fit is not None:
+            predicted[index] = float(fit.predict(kernels["bytes_moved"].iloc[index]))
+    active = (kernels["status"] != "free").to_numpy()
+    hot = base.hot_weight_bytes(kernels["weight_bytes"].to_numpy(dtype=np.float64)[active])
+    return float(predicted.sum()), float(hot.sum() / _MB), 1.0
+
+
+def _select_terms(
+    features: np.ndarray, measured: np.ndarray
+) -> tuple[tuple[str, ...], float | None]:
+    """The term set with the lowest leave-one-network-out MAPE (fewest terms on ties)."""
+    candidates = [
+        ("scale",),
+        *(("scale", *c) for r in (1, 2) for c in itertools.combinations(TERMS[1:], r)),
+    ]
+    usable = [terms for terms in candidates if len(measured) > len(terms)]
+    if not usable:
+        return ("scale",), None
+    scored = []
+    for terms in usable:
+        loo = _leave_one_out(features, measured, terms)
+        scored.append((float(100 * np.mean(np.abs(loo - measured) / measured)), len(terms), terms))
+    best = min(scored)
+    return best[2], best[0]
+
+
+def _leave_one_out(
+    features: np.ndarray, measured: np.ndarray, terms: tuple[str, ...]
+) -> np.ndarray:
+    predictions = np.empty(len(measured))
+    for i in range(len(measured)):
+        keep = np.arange(len(measured)) != i
+        coefficients = _fit(features[keep], measured[keep], terms)
+        predictions[i] = features[i] @ np.array(coefficients)
+    return predictions
+
+
+def _fit(
+    features: np.ndarray, measured: np.ndarray, terms: tuple[str, ...]
+) -> tuple[float, float, float]:
+    """Non-negative least squares on relative errors over the chosen terms."""
+    from scipy.optimize import nnls
+
+    columns = [TERMS.index(t) for t in terms]
+    design = features[:, columns] / measured[:, None]
+    solution, _ = nnls(design, np.ones(len(measured)))
+    coefficients = [0.0, 0.0, 0.0]
+    for column, value in zip(columns, solution, strict=True):
+        coefficients[column] = float(value)
+    return coefficients[0], coefficients[1], coefficients[2]
+
+
+def _bandwidth_fit(data: Mapping[str, Any]) -> BandwidthFit:
+    return BandwidthFit(
+        op=str(data["op"]),
+        fixed_us=float(data["fixed_us"]),
+        us_per_mb=float(data["us_per_mb"]),
+        samples=int(data["samples"]),
+        mape=float(data["mape"]),
+    )
+
+
+def _network_fit(data: Mapping[str, Any]) -> NetworkFit:
+    loo = data.get("loo_us")
+    return NetworkFit(
+        name=str(data["name"]),
+        measured_us=float(data["measured_us"]),
+        sum_us=float(data["sum_us"]),
+        hot_weight_mb=float(data["hot_weight_mb"]),
+        calibrated_us=float(data["calibrated_us"]),
+        loo_us=float(loo) if loo is not None else None,
+    )
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+__all__ = [
+    "CALIBRATION_FILE",
+    "DEFAULT_WEIGHT_CAP_BYTES",
+    "BandwidthFit",
+    "Calibration",
+    "CalibrationError",
+    "CalibrationSample",
+    "NetworkFit",
+    "calibration_path",
+    "fit_calibration",
+    "fit_unmodelled",
+    "load_calibration",
+]

@@ -1,0 +1,459 @@
+"""Tests of prmodel.estimator and prmodel.calibration: predictions, fallbacks, measuring, fits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import onnx
+import pandas as pd
+import pytest
+from onnx import TensorProto, helper
+
+from prmodel.calibration import (
+    BandwidthFit,
+    Calibration,
+    CalibrationError,
+    CalibrationSample,
+    calibration_path,
+    fit_calibration,
+    load_calibration,
+)
+from prmodel.estimator import (
+    ESTIMATE_COLUMNS,
+    EstimateError,
+    Estimator,
+    LayerModel,
+    NetworkMeasurement,
+    NetworkMeasureSettings,
+    calibrate,
+    compare,
+    measure_network,
+)
+from prmodel.graph import load_network
+from prmodel.layers import LayerConfig, LayerKind
+from prmodel.targets.analytic import AnalyticTarget
+from prmodel.targets.onnxruntime import OnnxRuntimeTarget
+from prmodel.workspace import Workspace
+from prmodel.zoo import tiny_mobilenet, tiny_resnet, tiny_vgg
+
+QUICK = NetworkMeasureSettings(warmup=1, rounds=2, runs=3, profiled_runs=1)
+
+
+@dataclass
+class AnalyticModel:
+    """A 'trained' model that returns the analytic target's latency and counts its calls."""
+
+    target: AnalyticTarget = field(default_factory=AnalyticTarget)
+    calls: list[int] = field(default_factory=list)
+
+    def predict(self, layers: Sequence[LayerConfig]) -> npt.NDArray[np.float64]:
+        self.calls.append(len(layers))
+        return np.array([self.target.latency_us(layer) for layer in layers], dtype=np.float64)
+
+
+def _models(kinds: Sequence[LayerKind] = tuple(LayerKind)) -> dict[LayerKind, AnalyticModel]:
+    return {kind: AnalyticModel() for kind in kinds}
+
+
+@dataclass(frozen=True)
+class RefusingTarget(AnalyticTarget):
+    """The analytic target, refusing pooling layers (as a systolic-array simulator would)."""
+
+    def unsupported_reason(self, layer: LayerConfig) -> str | None:
+        if layer.kind in (LayerKind.MAXPOOL, LayerKind.AVGPOOL):
+            return f"{layer.kind.value} is not modelled"
+        return None
+
+
+# -- predictions -----------------------------------------------------------------------------------
+
+
+def test_total_is_the_sum_of_analytic_latencies(analytic_target: AnalyticTarget) -> None:
+    models = _models()
+    estimate = Estimator(analytic_target, models).predict(tiny_resnet())
+    layers = estimate.layers
+    assert list(layers.columns) == list(ESTIMATE_COLUMNS)
+    modelled = layers[layers["status"] == "modelled"]
+    expected = sum(
+        analytic_target.latency_us(LayerConfig.from_dict(_layer_dict(row)))
+        for row in modelled.to_dict("records")
+    )
+    assert estimate.sum_us == pytest.approx(expected + estimate.unmodelled_us)
+    assert estimate.total_us == estimate.sum_us
+    assert not estimate.calibrated
+    assert "no calibration" in estimate.total_note
+    assert layers["share_pct"].sum() == pytest.approx(100)
+
+
+def _layer_dict(row: dict[str, Any]) -> dict[str, Any]:
+    from prmodel.frames import layers_from_frame
+
+    return layers_from_frame(pd.DataFrame([row])).pop().to_dict()
+
+
+def test_each_kind_is_predicted_in_one_batch(analytic_target: AnalyticTarget) -> None:
+    models = _models()
+    estimate = Estimator(analytic_target, models).predict(tiny_resnet())
+    conv_rows = int((estimate.layers["kind"] == "conv").sum())
+    assert models[LayerKind.CONV].calls == [conv_rows]
+    assert models[LayerKind.DENSE].calls == [1]
+
+
+def test_ort_target_estimate_uses_fused_kernels() -> None:
+    estimate = Estimator(OnnxRuntimeTarget(), _models()).predict(tiny_resnet())
+    layers = estimate.layers
+    assert estimate.runtime.startswith("onnxruntime optimizer")
+    assert layers.loc[layers["kind"] == "conv", "residual"].sum() == 2
+    assert "relu" not in set(layers["kind"].dropna())
+
+
+def test_unmodelled_ops_use_the_elementwise_proxy(analytic_target: AnalyticTarget) -> None:
+    models = _models()
+    estimate = Estimator(analytic_target, models).predict(tiny_vgg())
+    softmax = estimate.layers[estimate.layers["op"] == "Softmax"].iloc[0]
+    assert softmax["status"] == "unmodelled"
+    assert softmax["source"] == "elementwise proxy"
+    # relu over the same 1x10 tensor moves the same bytes as the softmax
+    relu = LayerConfig.create("relu", channels=10)
+    assert softmax["predicted_us"] == pytest.approx(analytic_target.latency_us(relu))
+    assert estimate.unmodelled_share == pytest.approx(softmax["predicted_us"] / estimate.sum_us)
+
+
+def test_without_a_proxy_model_unmodelled_ops_cost_zero_and_say_so(
+    analytic_target: AnalyticTarget,
+) -> None:
+    kinds = [LayerKind.CONV, LayerKind.DENSE, LayerKind.MAXPOOL, LayerKind.AVGPOOL]
+    estimate = Estimator(analytic_target, _models(kinds)).predict(tiny_vgg())
+    softmax = estimate.layers[estimate.layers["op"] == "Softmax"].iloc[0]
+    assert (softmax["status"], softmax["source"], softmax["predicted_us"]) == (
+        "unmodelled",
+        "none",
+        0.0,
+    )
+    assert estimate.unmodelled_share == 0.0
+
+
+def test_a_kind_without_a_model_is_unmodelled_never_dropped(
+    analytic_target: AnalyticTarget,
+) -> None:
+    models = _models([k for k in LayerKind if k is not LayerKind.MAXPOOL])
+    estimate = Estimator(analytic_target, models).predict(tiny_resnet())
+    pool = estimate.layers[estimate.layers["kind"] == "maxpool"].iloc[0]
+    assert pool["status"] == "unmodelled"
+    assert "no trained maxpool model" in pool["note"]
+    assert pool["predicted_us"] > 0  # priced by the relu proxy
+
+
+def test_kinds_the_target_refuses_are_unmodelled() -> None:
+    estimate = Estimator(RefusingTarget(), _models()).predict(tiny_resnet())
+    pool = estimate.layers[estimate.layers["kind"] == "maxpool"].iloc[0]
+    assert pool["status"] == "unmodelled"
+    assert "target refuses it: maxpool is not modelled" in pool["note"]
+
+
+def test_free_kernels_cost_nothing(analytic_target: AnalyticTarget) -> None:
+    estimate = Estimator(analytic_target, _models()).predict(tiny_resnet())
+    free = estimate.layers[estimate.layers["status"] == "free"]
+    assert list(free["op"]) == ["Flatten"]
+    assert free["predicted_us"].sum() == 0
+
+
+def test_predict_accepts_paths_networks_and_kernels(
+    tmp_path: Path, analytic_target: AnalyticTarget
+) -> None:
+    path = tmp_path / "net.onnx"
+    onnx.save(tiny_mobilenet(), path)
+    estimator = Estimator(analytic_target, _models())
+    network = load_network(path)
+    totals = {
+        estimator.predict(path).total_us,
+        estimator.predict(network).total_us,
+        estimator.predict(estimator.kernels(network)).total_us,
+        estimator.predict(tiny_mobilenet()).total_us,
+    }
+    assert len(totals) == 1
+
+
+def test_extrapolation_warnings_are_collected(analytic_target: AnalyticTarget) -> None:
+    class Warning_(LayerModel):
+        def predict(self, layers: Sequence[LayerConfig]) -> npt.NDArray[np.float64]:
+            import warnings
+
+            warnings.warn("conv channels=3 is outside the training range", stacklevel=1)
+            return np.ones(len(layers))
+
+    estimate = Estimator(analytic_target, {LayerKind.CONV: Warning_()}).predict(tiny_resnet())
+    assert estimate.warnings == ("conv channels=3 is outside the training range",)
+
+
+def test_to_dict_is_json_serialisable(analytic_target: AnalyticTarget) -> None:
+    data = Estimator(analytic_target, _models()).predict(tiny_vgg()).to_dict()
+    text = json.dumps(data)
+    assert json.loads(text)["kernels"][0]["node"]
+    assert data["total_us"] == pytest.approx(sum(k["predicted_us"] for k in data["kernels"]))
+
+
+def test_load_refuses_a_workspace_without_models(workspace: Workspace) -> None:
+    with pytest.raises(EstimateError, match="no trained models for target analytic"):
+        Estimator.load(workspace, "analytic")
+
+
+# -- calibration -----------------------------------------------------------------------------------
+
+
+def test_calibration_corrects_the_total(analytic_target: AnalyticTarget) -> None:
+    calibration = Calibration(
+        target_id=analytic_target.target_id,
+        scale=1.1,
+        us_per_weight_mb=100.0,
+        offset_us=5.0,
+        weight_cap_bytes=10_000,
+        terms=("scale", "weights", "offset"),
+    )
+    estimator = Estimator(analytic_target, _models(), calibration=calibration)
+    estimate = estimator.predict(tiny_resnet())
+    layers = estimate.layers[estimate.layers["status"] != "free"]
+    hot = layers["weight_bytes"].where(layers["weight_bytes"] <= 10_000, 0).sum() / 1e6
+    assert estimate.total_us == pytest.approx(1.1 * estimate.sum_us + 100 * hot + 5)
+    assert estimate.layers["calibrated_us"].sum() + 5 == pytest.approx(estimate.total_us)
+    assert estimate.calibrated and "1.100 x sum" in estimate.total_note
+
+
+def test_calibration_bandwidth_fit_prices_unmodelled_ops(analytic_target: AnalyticTarget) -> None:
+    calibration = Calibration(
+        target_id="analytic-b16-l8",
+        unmodelled=(BandwidthFit("Softmax", 1.5, 2.0, samples=4, mape=1.0),),
+    )
+    estimate = Estimator(analytic_target, _models(), calibration=calibration).predict(tiny_vgg())
+    softmax = estimate.layers[estimate.layers["op"] == "Softmax"].iloc[0]
+    assert softmax["source"] == "bandwidth fit"
+    assert softmax["predicted_us"] == pytest.approx(1.5 + 2.0 * 80 / 1e6)
+
+
+def _sample(name: str, sum_us: float, weights: float, measured: float) -> CalibrationSample:
+    kernels = pd.DataFrame(
+        {
+            "op": ["Conv", "Conv", "Flatten"],
+            "status": ["modelled", "modelled", "free"],
+            "predicted_us": [sum_us / 2, sum_us / 2, 0.0],
+            "bytes_moved": [1000, 1000, 10],
+            "weight_bytes": [weights / 2, weights / 2, 0],
+        }
+    )
+    return CalibrationSample(name, measured, kernels)
+
+
+def test_fit_recovers_a_scale_and_keeps_useless_terms_out() -> None:
+    samples = [_sample(f"n{i}", s, s * 10, 1.08 * s) for i, s in enumerate([100, 250, 900, 4000])]
+    calibration = fit_calibration(samples, target_id="t", weight_cap_bytes=10**9)
+    assert calibration.terms == ("scale",)
+    assert calibration.scale == pytest.approx(1.08)
+    assert calibration.loo_mape == pytest.approx(0, abs=1e-6)
+    assert all(abs(n.error_pct) < 1e-6 for n in calibration.networks)
+    assert all(n.sum_error_pct == pytest.approx(-100 * 0.08 / 1.08) for n in calibration.networks)
+
+
+def test_fit_uses_the_weight_term_where_weights_explain_the_gap() -> None:
+    # measured = sum + 50 us per MB of cacheable weights; weight sizes vary independently
+    cases = [(1000, 2e6), (1000, 20e6), (5000, 1e6), (3000, 12e6), (800, 30e6)]
+    samples = [_sample(f"n{i}", s, w, s + 50 * w / 1e6) for i, (s, w) in enumerate(cases)]
+    calibration = fit_calibration(samples, target_id="t", weight_cap_bytes=10**9)
+    assert "weights" in calibration.terms
+    assert calibration.us_per_weight_mb == pytest.approx(50, rel=1e-3)
+    assert calibration.loo_mape is not None and calibration.loo_mape < 0.1
+
+
+def test_weights_above_the_cache_cap_are_not_hot() -> None:
+    calibration = Calibration(target_id="t", us_per_weight_mb=10.0, weight_cap_bytes=1000)
+    assert calibration.hot_weight_bytes([500, 1000, 1001]).tolist() == [500, 1000, 0]
+
+
+def test_fit_unmodelled_bandwidth_per_op() -> None:
+    moved = np.array([1e5, 2e5, 4e5, 8e5])
+    kernels = pd.DataFrame(
+        {
+            "op": ["Concat"] * 4,
+            "status": ["unmodelled"] * 4,
+            "predicted_us": [0.0] * 4,
+            "bytes_moved": moved,
+            "weight_bytes": [0] * 4,
+            "measured_us": 2.0 + 0.05 * moved / 1e3,  # 2 us + 20 GB/s
+        }
+    )
+    calibration = fit_calibration([CalibrationSample("n", 100.0, kernels)], target_id="t")
+    fit = calibration.unmodelled_fit("Concat")
+    assert fit is not None and fit.op == "Concat"
+    assert fit.fixed_us == pytest.approx(2.0)
+    assert fit.gbps == pytest.approx(20.0)
+    assert calibration.unmodelled_fit("Softmax") is calibration.unmodelled[-1]  # the '*' fit
+
+
+def test_fit_refuses_nothing_to_fit() -> None:
+    with pytest.raises(CalibrationError, match="at least one"):
+        fit_calibration([], target_id="t")
+
+
+def test_calibration_round_trips_through_json(workspace: Workspace) -> None:
+    samples = [_sample(f"n{i}", s, s * 10, 1.05 * s + 3) for i, s in enumerate([100, 300, 900])]
+    calibration = fit_calibration(samples, target_id="t", weight_cap_bytes=123456)
+    path = calibration.save(calibration_path(workspace, "t"))
+    assert path == workspace.models_dir / "t" / "calibration.json"
+    loaded = load_calibration(workspace, "t")
+    assert loaded == calibration
+    assert json.loads(path.read_text())["formula"] == calibration.formula
+
+
+def test_load_calibration_refuses_another_target(workspace: Workspace) -> None:
+    Calibration(target_id="other").save(calibration_path(workspace, "t"))
+    with pytest.raises(CalibrationError, match="is for target other, not t"):
+        load_calibration(workspace, "t")
+    assert load_calibration(workspace, "missing") is None
+
+
+@pytest.mark.parametrize("content", ["{", '{"target_id": "t"}'])
+def test_load_calibration_refuses_a_malformed_file(workspace: Workspace, content: str) -> None:
+    path = calibration_path(workspace, "t")
+    path.parent.mkdir(parents=True)
+    path.write_text(content)
+    with pytest.raises(CalibrationError, match="unreadable"):
+        load_calibration(workspace, "t")
+
+
+# -- measuring on the real CPU (assertions do not depend on timing precision) ----------------------
+
+
+def test_measure_network_profiles_every_kernel() -> None:
+    target = OnnxRuntimeTarget()
+    measurement = measure_network(tiny_resnet(), target, settings=QUICK)
+    assert measurement.total_us > 0
+    assert measurement.total_us == min(measurement.round_medians_us)
+    assert measurement.runs == QUICK.rounds * QUICK.runs
+    assert measurement.p10_us <= measurement.median_us <= measurement.p90_us
+    kernels = measurement.kernels
+    assert (kernels["measured_us"] > 0).all()
+    estimate = Estimator(target, _models()).predict(tiny_resnet())
+    comparison = compare(estimate, measurement)
+    assert comparison.unmatched == ()
+    assert comparison.layers["measured_us"].notna().all()
+    assert len(comparison.layer_errors()) == int((estimate.layers["status"] == "modelled").sum())
+    assert np.isfinite(comparison.total_error_pct)
+
+
+def test_compare_pairs_unnamed_ort_nodes_by_op_order() -> None:
+    # At opt=extended ORT inlines HardSwish into nameless HardSigmoid + Mul nodes.
+    target = OnnxRuntimeTarget(opt_level="extended")
+    estimate = Estimator(target, _models()).predict(tiny_mobilenet())
+    assert "HardSigmoid" in set(estimate.layers["op"])
+    measurement = measure_network(tiny_mobilenet(), target, settings=QUICK)
+    comparison = compare(estimate, measurement)
+    assert comparison.unmatched == ()
+    assert comparison.layers["measured_us"].notna().all()
+
+
+def test_measure_network_needs_an_onnxruntime_target(analytic_target: AnalyticTarget) -> None:
+    with pytest.raises(EstimateError, match="cannot run whole networks"):
+        measure_network(tiny_resnet(), analytic_target)
+
+
+@pytest.mark.parametrize("bad", [{"rounds": 0}, {"runs": 0}, {"warmup": -1}])
+def test_measure_settings_are_validated(bad: dict[str, int]) -> None:
+    with pytest.raises(EstimateError):
+        NetworkMeasureSettings(**bad)
+
+
+def test_calibrate_measures_fits_and_saves(workspace: Workspace) -> None:
+    target = OnnxRuntimeTarget()
+    seen: list[str] = []
+    calibration = calibrate(
+        [tiny_resnet(), tiny_mobilenet(), tiny_vgg()],
+        target,
+        _models(),
+        workspace=workspace,
+        settings=QUICK,
+        on_network=lambda c: seen.append(c.estimate.network),
+    )
+    assert seen == ["tiny_resnet", "tiny_mobilenet", "tiny_vgg"]
+    assert [n.name for n in calibration.networks] == seen
+    assert calibration.target_id == target.target_id
+    assert calibration.scale > 0
+    assert calibration.unmodelled_fit("ReorderOutput") is not None
+    assert load_calibration(workspace, target.target_id) == calibration
+
+
+def test_a_model_with_a_custom_op_cannot_be_measured() -> None:
+    node = helper.make_node("Nope", ["x"], ["y"], name="n", domain="com.example")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
+    model.ir_version = 8
+    with pytest.raises(EstimateError, match="ONNX Runtime cannot load"):
+        measure_network(model, OnnxRuntimeTarget(), settings=QUICK)
+
+
+def _fake_measurement(kernels: pd.DataFrame) -> NetworkMeasurement:
+    return NetworkMeasurement(
+        network="n",
+        target_id="t",
+        total_us=100.0,
+        median_us=100.0,
+        p10_us=99.0,
+        p90_us=101.0,
+        round_medians_us=(100.0,),
+        runs=1,
+        kernels=kernels,
+        settings=QUICK,
+    )
+
+
+def test_compare_pairs_generated_names_by_op_and_shape_not_by_name() -> None:
+    # 24 channels: max-pooling leaves the NCHWc layout, so ORT adds named-by-token reorders
+    estimate = Estimator(OnnxRuntimeTarget(), _models()).predict(tiny_resnet(width=24))
+    layers = estimate.layers
+    generated = layers["node"].str.contains("_token_")
+    assert generated.sum() >= 2
+    # Another session: same kernels, generated names made up anew (and reused for other
+    # nodes), listed in reverse order; each time encodes the kernel's own output shape.
+    rows = layers[["node", "op", "output_shape"]].copy()
+    rows["op"] = rows["op"].str.rpartition(".")[2]
+    rows["measured_us"] = [1000.0 + i for i in range(len(rows))]
+    names = list(rows.loc[generated, "node"])
+    rows.loc[generated, "node"] = names[::-1]
+    rows["provider"] = "CPUExecutionProvider"
+    shuffled = rows.iloc[::-1].reset_index(drop=True)
+    comparison = compare(estimate, _fake_measurement(shuffled))
+    assert comparison.unmatched == ()
+    for i, row in comparison.layers.iterrows():
+        source = rows.loc[rows["measured_us"] == row["measured_us"]].iloc[0]
+        assert (source["op"], source["output_shape"]) == (
+            str(row["op"]).rpartition(".")[2],
+            row["output_shape"],
+        ), i
+
+
+@pytest.mark.parametrize(("fitted_with", "stale"), [("a", False), ("b", True)])
+def test_a_calibration_fitted_with_other_models_is_flagged(
+    analytic_target: AnalyticTarget, fitted_with: str, stale: bool
+) -> None:
+    from types import SimpleNamespace
+
+    models = _models()
+    for model in models.values():
+        model.card_ = SimpleNamespace(model_sha256="a")  # type: ignore[attr-defined]
+    calibration = Calibration(
+        target_id=analytic_target.target_id,
+        notes={"models": {kind.value: fitted_with for kind in models}},
+    )
+    estimate = Estimator(analytic_target, models, calibration=calibration).predict(tiny_vgg())
+    assert any("rerun prmodel calibrate" in w for w in estimate.warnings) is stale
