@@ -1,0 +1,53 @@
+"""Issue 7: PR selection recovers a systolic array's dimensions from SCALE-Sim sweeps alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from prmodel.evaluation import select_for
+from prmodel.layers import LayerKind
+from prmodel.store import MeasurementStore
+from prmodel.targets import get_target
+
+pytest.importorskip("scalesim")
+
+SHAPES = [(8, 8), (32, 32), (24, 40)]
+
+
+def _periods(
+    rows: int, cols: int, dataflow: str, folder: Path
+) -> dict[tuple[str, str], int | None]:
+    target = get_target(f"scalesim:rows={rows},cols={cols},dataflow={dataflow},mode=fast")
+    with MeasurementStore(folder / "store.sqlite") as store:
+        selected = select_for(
+            target, store=store, kinds=(LayerKind.CONV, LayerKind.DENSE), progress=False
+        )
+    return {
+        (s.kind.value, s.parameter): (s.period if s.has_steps else None) for s in selected.steps
+    }
+
+
+@pytest.mark.parametrize(("rows", "cols"), SHAPES)
+def test_weight_stationary_array_rows_and_columns_are_recovered(
+    rows: int, cols: int, tmp_path: Path
+) -> None:
+    # ws: filters fold over the columns, kernel*channels over the rows (a dense layer's
+    # input width is its whole kernel, so its channel period is the row count).
+    periods = _periods(rows, cols, "ws", tmp_path)
+    assert periods[("conv", "out_channels")] == cols
+    assert periods[("dense", "out_channels")] == cols
+    assert periods[("dense", "channels")] == rows
+
+
+@pytest.mark.parametrize(("rows", "cols"), SHAPES)
+def test_output_stationary_array_columns_are_recovered(
+    rows: int, cols: int, tmp_path: Path
+) -> None:
+    # os: filters fold over the columns; output pixels over the rows, and the input width
+    # streams in time, so a dense layer's channels show no steps.
+    periods = _periods(rows, cols, "os", tmp_path)
+    assert periods[("conv", "out_channels")] == cols
+    assert periods[("dense", "out_channels")] == cols
+    assert periods[("dense", "channels")] is None
