@@ -1,9 +1,337 @@
-"""Commands of this pipeline stage (registered on the main app)."""
+"""Commands of the training stage: train, models and ui."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+from prmodel.cli._common import (
+    JsonOption,
+    TargetOption,
+    WorkspaceOption,
+    console,
+    err_console,
+    print_json,
+    print_table,
+)
+from prmodel.errors import PrmodelError
+from prmodel.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from prmodel.layers import LayerKind
+    from prmodel.store import MeasurementStore
+    from prmodel.targets import Target
+    from prmodel.training import TrainingReport
+
+TEST_SEED_OFFSET = 7919
+"""Added to ``--seed`` when drawing a missing test set, so that it differs from a random
+training set drawn with the same seed (overlapping rows would be dropped anyway)."""
+
+
+class TrainCommandError(PrmodelError):
+    """Training data that the train command cannot find in the workspace."""
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to ``app``."""
+    app.command("train")(train)
+    app.command("models")(models)
+    app.command("ui")(ui)
+
+
+def train(
+    target: TargetOption = "cpu",
+    kinds: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated layer kinds (default: every kind with a train set)."),
+    ] = None,
+    regressor: Annotated[
+        str,
+        typer.Option(
+            help="xgboost, random_forest, extra_trees, hist_gradient_boosting, knn or ridge."
+        ),
+    ] = "xgboost",
+    trials: Annotated[
+        int, typer.Option(help="Optuna trials per kind (0: default hyper-parameters).")
+    ] = 25,
+    folds: Annotated[int, typer.Option(help="Cross-validation folds per trial.")] = 4,
+    timeout: Annotated[
+        float | None, typer.Option(help="Stop tuning a kind after this many seconds.")
+    ] = None,
+    train_set: Annotated[
+        str, typer.Option(help="Training rows are the store's plan '<train-set>-<kind>'.")
+    ] = "pr",
+    test_set: Annotated[
+        str, typer.Option(help="Test rows are the plan '<test-set>-<kind>' (drawn if missing).")
+    ] = "test",
+    test_size: Annotated[
+        int, typer.Option(help="Random layers to draw and measure where a test set is missing.")
+    ] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the folds, Optuna and the regressor.")] = 0,
+    track: Annotated[bool, typer.Option(help="Log every kind as an MLflow run.")] = True,
+    workspace: WorkspaceOption = Path("."),
+    json_output: JsonOption = False,
+) -> None:
+    """Train one latency model per layer kind, test it on held-out random layers, save it.
+
+    Training rows are the measurements of the plan '<train-set>-<kind>' (e.g. pr-conv);
+    test rows those of 'test-<kind>', which are drawn at random and measured first if that
+    plan does not exist yet. Models go to trained_models/<target_id>/<kind>/ with a model
+    card; runs are logged to MLflow (see 'prmodel ui').
+
+    Example: prmodel train --target cpu --kinds conv,dense --trials 25
+    """
+    from prmodel.representatives import RepresentativeSet
+    from prmodel.store import MeasurementStore
+    from prmodel.targets import fingerprint_hash, get_target
+    from prmodel.training import OverlapWarning, TrainSettings, train_models
+
+    settings = TrainSettings(
+        regressor=regressor, trials=trials, folds=folds, timeout_s=timeout, seed=seed
+    )
+    ws = Workspace.at(workspace)
+    if not ws.store_path.exists():
+        raise TrainCommandError(f"no measurement store at {ws.store_path}; run 'prmodel sweep'")
+    chosen = get_target(target)
+    fingerprint = chosen.fingerprint()
+    digest = fingerprint_hash(fingerprint)
+    with MeasurementStore(ws.store_path) as store:
+        chosen_kinds = _kinds(store, chosen.target_id, train_set, kinds)
+        train_rows = _concat(
+            [_train_rows(store, chosen.target_id, digest, train_set, k) for k in chosen_kinds]
+        )
+        draw = _TestDraw(size=test_size, seed=seed + TEST_SEED_OFFSET, quiet=json_output)
+        test_rows = _concat(
+            [_test_rows(store, chosen, digest, f"{test_set}-{k.value}", draw) for k in chosen_kinds]
+        )
+    pr_path = ws.representatives_path(chosen.target_id)
+    representatives = RepresentativeSet.load(pr_path) if pr_path.exists() else None
+    if representatives is None and not json_output:
+        err_console.print(f"no PR file at {pr_path}: training without architecture features")
+    with warnings.catch_warnings():
+        # Dropped overlapping test rows are reported in the summary below instead.
+        warnings.simplefilter("ignore", OverlapWarning)
+        report = train_models(
+            train_rows,
+            target_id=chosen.target_id,
+            fingerprint_hash=digest,
+            fingerprint=fingerprint,
+            kinds=chosen_kinds,
+            settings=settings,
+            test_frame=test_rows,
+            representatives=representatives,
+            representatives_path=pr_path if representatives else None,
+            workspace=ws,
+            track=track,
+            progress=not json_output,
+        )
+    _render(report, ws, json_output=json_output)
+
+
+def _kinds(
+    store: MeasurementStore, target_id: str, train_set: str, kinds: str | None
+) -> list[LayerKind]:
+    from prmodel.layers import parse_kind
+
+    if kinds:
+        return [parse_kind(k.strip()) for k in kinds.split(",") if k.strip()]
+    prefix = f"{train_set}-"
+    found = []
+    for plan in store.plan_names(target_id=target_id):
+        if plan.startswith(prefix):
+            try:
+                found.append(parse_kind(plan[len(prefix) :]))
+            except PrmodelError:
+                continue  # a plan like 'pr-conv-extra' is not a training set
+    if not found:
+        raise TrainCommandError(
+            f"the store has no training set '{prefix}<kind>' for target {target_id!r}; "
+            "measure one first (prmodel sweep, or the PR sampler)"
+        )
+    return found
+
+
+def _train_rows(
+    store: MeasurementStore, target_id: str, digest: str, train_set: str, kind: LayerKind
+) -> pd.DataFrame:
+    plan = f"{train_set}-{kind.value}"
+    rows = store.frame(target_id=target_id, fingerprint_hash=digest, kind=kind, plan=plan)
+    if rows.empty:
+        raise TrainCommandError(
+            f"plan {plan!r} has no measurements of target {target_id!r} with this machine's "
+            f"fingerprint {digest}"
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class _TestDraw:
+    """How to draw a missing test set: how many random layers, the seed, and quietly or not."""
+
+    size: int
+    seed: int
+    quiet: bool
+
+
+def _test_rows(
+    store: MeasurementStore, target: Target, digest: str, plan: str, draw: _TestDraw
+) -> pd.DataFrame:
+    kind = plan.rpartition("-")[2]
+    rows = store.frame(target_id=target.target_id, fingerprint_hash=digest, kind=kind, plan=plan)
+    if not rows.empty or draw.size <= 0:
+        return rows
+    from prmodel.sampling import RandomSampler
+    from prmodel.space import default_space
+    from prmodel.sweep import measure_layers
+
+    layers = RandomSampler(default_space(kind)).sample(kind, draw.size, seed=draw.seed)
+    if not draw.quiet:
+        err_console.print(
+            f"test set {plan!r} does not exist yet: measuring {len(layers)} random "
+            f"{kind} layers on {target.target_id} (seed {draw.seed})"
+        )
+    return measure_layers(layers, target, store=store, plan_name=plan, progress=not draw.quiet)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    import pandas as pd
+
+    frames = [f for f in frames if not f.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _render(report: TrainingReport, ws: Workspace, *, json_output: bool) -> None:
+    if json_output:
+        print_json(report.as_dict())
+        return
+    rows = [_row(result.as_dict()) for result in report.results]
+    print_table(rows, title=f"trained models for {report.target_id}")
+    for result in report.results:
+        if result.dropped_overlap:
+            err_console.print(
+                f"{result.kind.value}: {result.dropped_overlap} test layers were also training "
+                "layers and were left out of the test metrics"
+            )
+        if result.extrapolations:
+            err_console.print(
+                f"{result.kind.value}: some test layers lie outside the training ranges "
+                f"({result.extrapolations[0]})",
+                style="dim",
+            )
+    console.print(f"models: {ws.models_dir / report.target_id}")
+    if report.tracking_uri:
+        console.print(f"MLflow: {report.tracking_uri} (browse with 'prmodel ui')")
+
+
+def _row(result: dict[str, Any]) -> dict[str, Any]:
+    test = result["test"] or {}
+    return {
+        "kind": result["kind"],
+        "rows": result["train_rows"],
+        "regressor": result["regressor"],
+        "CV MAPE %": result["cv_mape"],
+        "test rows": result["test_rows"],
+        "test MAPE %": test.get("mape"),
+        "RMSPE %": test.get("rmspe"),
+        "±10 %": test.get("within_10"),
+        "Spearman": test.get("spearman"),
+        "seconds": result["seconds"],
+        "run": (result["run_id"] or "-")[:8],
+    }
+
+
+def models(
+    target: Annotated[
+        str | None,
+        typer.Option("--target", "-t", help="Only this target: a target_id or a target spec."),
+    ] = None,
+    workspace: WorkspaceOption = Path("."),
+    json_output: JsonOption = False,
+) -> None:
+    """List the trained models of the workspace with their metrics (from the model cards).
+
+    Example: prmodel models --target cpu
+    """
+    from prmodel.model_store import list_model_cards
+
+    ws = Workspace.at(workspace)
+    target_id = _stored_target_id(ws, target) if target else None
+    cards = list_model_cards(ws, target_id)
+    rows = [
+        {
+            "target": card.target_id,
+            "kind": card.kind,
+            "regressor": card.regressor,
+            "rows": card.training_rows,
+            "test MAPE %": card.metrics.get("test_mape"),
+            "±10 %": card.metrics.get("test_within_10"),
+            "Spearman": card.metrics.get("test_spearman"),
+            "created": card.created,
+            "path": str(path),
+        }
+        for path, card in cards
+    ]
+    if json_output:
+        print_json(rows)
+        return
+    if not rows:
+        console.print(f"no trained models in {ws.models_dir}; run 'prmodel train'")
+        return
+    # On screen the date is enough and the folder is printed once below.
+    table = [{**row, "created": str(row["created"])[:10]} for row in rows]
+    columns = [c for c in rows[0] if c != "path"]
+    print_table(table, title="trained models", columns=columns)
+    console.print(f"in {ws.models_dir}")
+
+
+def _stored_target_id(ws: Workspace, target: str) -> str:
+    if (ws.models_dir / target).is_dir():
+        return target
+    from prmodel.targets import get_target
+
+    return get_target(target).target_id
+
+
+def ui(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    workspace: WorkspaceOption = Path("."),
+) -> None:
+    """Start the MLflow UI on the workspace's tracking store (local only; Ctrl-C stops it).
+
+    Example: prmodel ui --port 5000
+    """
+    from prmodel.tracking import QUIET_ENV, tracking_uri_for
+
+    ws = Workspace.at(workspace)
+    uri = tracking_uri_for(ws)
+    command = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--backend-store-uri",
+        uri,
+        "--default-artifact-root",
+        ws.mlflow_artifacts_dir.as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)")
+    env = {**QUIET_ENV, **os.environ}
+    try:
+        completed = subprocess.run(command, env=env, check=False)
+    except KeyboardInterrupt:
+        return
+    if completed.returncode not in (0, 130, -2):
+        raise TrainCommandError(f"mlflow ui exited with status {completed.returncode}")

@@ -1,0 +1,292 @@
+"""Tests of LatencyModel: fitting, prediction, safe artifacts and refusing bad ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from prmodel.layers import LayerConfig, LayerKind
+from prmodel.metrics import summarize
+from prmodel.model_store import (
+    CARD_NAME,
+    REGRESSORS,
+    ExtrapolationWarning,
+    LatencyModel,
+    ModelCard,
+    ModelError,
+    file_sha256,
+    list_model_cards,
+    load_models,
+)
+from prmodel.representatives import ParameterSteps, RepresentativeSet
+from prmodel.targets.analytic import AnalyticTarget
+from prmodel.workspace import Workspace
+
+TARGET = AnalyticTarget()
+PR = RepresentativeSet(
+    TARGET.target_id,
+    (
+        ParameterSteps(LayerKind.DENSE, "out_channels", True, period=16),
+        ParameterSteps(LayerKind.DENSE, "channels", True, period=8),
+    ),
+)
+# Small, fast settings: these tests check behaviour, not the best accuracy.
+FAST = {
+    "xgboost": {"n_estimators": 80},
+    "random_forest": {"n_estimators": 20},
+    "extra_trees": {"n_estimators": 20},
+    "hist_gradient_boosting": {"max_iter": 40},
+    "knn": {},
+    "ridge": {},
+}
+
+
+def dense_layers(n: int, seed: int, *, low: int = 1, high: int = 512) -> list[LayerConfig]:
+    rng = np.random.default_rng(seed)
+    return [
+        LayerConfig.create(
+            "dense",
+            batch=int(rng.integers(1, 5)),
+            channels=int(rng.integers(low, high + 1)),
+            out_channels=int(rng.integers(low, high + 1)),
+        )
+        for _ in range(n)
+    ]
+
+
+def latencies(layers: list[LayerConfig]) -> list[float]:
+    return [TARGET.latency_us(layer) for layer in layers]
+
+
+def fitted(regressor: str = "xgboost", n: int = 300, seed: int = 0) -> LatencyModel:
+    train = dense_layers(n, seed)
+    model = LatencyModel("dense", regressor=regressor, params=FAST[regressor], representatives=PR)
+    return model.fit(train, latencies(train))
+
+
+def save(model: LatencyModel, directory: Path) -> ModelCard:
+    return model.save(
+        directory,
+        target_id=TARGET.target_id,
+        fingerprint_hash="abc123",
+        fingerprint=TARGET.fingerprint(),
+        metrics={"test_mape": 1.0},
+        training_digest="d" * 64,
+    )
+
+
+@pytest.fixture(scope="module")
+def xgb_model() -> LatencyModel:
+    return fitted()
+
+
+@pytest.fixture
+def saved_dir(xgb_model: LatencyModel, tmp_path: Path) -> Path:
+    directory = tmp_path / "dense"
+    save(xgb_model, directory)
+    return directory
+
+
+def test_learns_the_staircase(xgb_model: LatencyModel) -> None:
+    test = dense_layers(150, seed=99, low=16, high=500)
+    summary = summarize(latencies(test), xgb_model.predict(test))
+    assert summary["mape"] < 5.0
+    assert summary["within_10"] > 90.0
+    assert summary["spearman"] > 0.99
+
+
+def test_fit_returns_self_and_learns_state() -> None:
+    model = LatencyModel("dense", regressor="ridge")
+    assert not hasattr(model, "estimator_")
+    train = dense_layers(20, 1)
+    assert model.fit(train, latencies(train)) is model
+    assert model.n_train_ == 20
+    assert model.parameter_ranges["batch"][0] >= 1
+    assert set(model.feature_ranges_) == set(model.feature_spec_.names)
+    low, high = model.latency_range_us_
+    assert low == min(latencies(train)) and high == max(latencies(train))
+    assert model.feature_spec_.kind is LayerKind.DENSE
+
+
+def test_same_seed_same_predictions() -> None:
+    test = dense_layers(30, seed=5, low=16, high=500)
+    a, b = fitted("random_forest").predict(test), fitted("random_forest").predict(test)
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("regressor", REGRESSORS)
+def test_save_and_load_every_regressor(regressor: str, tmp_path: Path) -> None:
+    model = fitted(regressor, n=120)
+    card = save(model, tmp_path / "dense")
+    files = {p.name for p in (tmp_path / "dense").iterdir()}
+    assert files == {CARD_NAME, card.model_file}
+    assert not card.model_file.endswith((".pkl", ".pickle", ".joblib"))
+    loaded = LatencyModel.load(tmp_path / "dense", target_id=TARGET.target_id, kind="dense")
+    test = dense_layers(25, seed=7, low=16, high=500)
+    np.testing.assert_allclose(loaded.predict(test), model.predict(test), rtol=1e-6)
+    assert loaded.card_ is not None and loaded.card_.regressor == regressor
+
+
+def test_card_content(saved_dir: Path) -> None:
+    card = json.loads((saved_dir / CARD_NAME).read_text())
+    assert card["kind"] == "dense"
+    assert card["target_id"] == TARGET.target_id
+    assert card["feature_schema"][:3] == ["batch", "channels", "out_channels"]
+    assert "out_channels_rounded" in card["feature_schema"]
+    assert card["parameter_ranges"]["channels"][1] <= 512
+    assert "out_channels_rounded" in card["feature_ranges"]
+    assert "out_channels_rounded" not in card["parameter_ranges"]
+    assert 0 < card["latency_range_us"][0] < card["latency_range_us"][1]
+    assert card["model_sha256"] == file_sha256(saved_dir / card["model_file"])
+    assert card["library_versions"]["xgboost"]
+    assert card["hyperparameters"]["n_estimators"] == 80
+    assert card["training_rows"] == 300
+    assert card["fingerprint"]["target"] == "analytic"
+
+
+def _tamper_model(directory: Path) -> None:
+    path = directory / "model.ubj"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _edit_card(directory: Path, **changes: Any) -> None:
+    card = json.loads((directory / CARD_NAME).read_text())
+    card.update(changes)
+    (directory / CARD_NAME).write_text(json.dumps(card))
+
+
+@pytest.mark.parametrize(
+    ("damage", "load_args", "message"),
+    [
+        (_tamper_model, {}, "was changed after training"),
+        (lambda d: None, {"kind": "conv"}, "is a dense model, not a conv model"),
+        (lambda d: None, {"target_id": "ort-cpu-t1-all"}, "trained for target 'analytic"),
+        (
+            lambda d: _edit_card(d, feature_schema=["batch", "channels", "width"]),
+            {},
+            "feature schema this prmodel does not build",
+        ),
+        (lambda d: _edit_card(d, format_version=99), {}, "format version 99"),
+        (lambda d: (d / CARD_NAME).write_text("{not json"), {}, "not readable JSON"),
+        (lambda d: (d / CARD_NAME).unlink(), {}, "there is no model card"),
+        (lambda d: (d / "model.ubj").unlink(), {}, "is missing"),
+        (lambda d: _edit_card(d, regressor="svm"), {}, "unknown regressor 'svm'"),
+        (lambda d: _edit_card(d, feature_ranges={}), {}, "feature ranges that do not match"),
+        (lambda d: _edit_card(d, latency_range_us=None), {}, "incomplete or malformed"),
+    ],
+)
+def test_load_refuses_bad_models(
+    saved_dir: Path, damage: Any, load_args: dict[str, str], message: str
+) -> None:
+    LatencyModel.load(saved_dir)  # intact first
+    damage(saved_dir)
+    with pytest.raises(ModelError, match=message):
+        LatencyModel.load(saved_dir, **load_args)
+
+
+def test_load_refuses_untrusted_skops_types(tmp_path: Path) -> None:
+    import skops.io
+    from sklearn.preprocessing import FunctionTransformer
+
+    directory = tmp_path / "dense"
+    save(fitted("ridge", n=30), directory)
+    # A file that would call os.system when used; its card hash is updated so only the
+    # type allow-list stands in the way.
+    skops.io.dump(FunctionTransformer(func=os.system), directory / "model.skops")
+    _edit_card(directory, model_sha256=file_sha256(directory / "model.skops"))
+    with pytest.raises(ModelError, match="contains types prmodel does not trust"):
+        LatencyModel.load(directory)
+
+
+def test_extrapolation_warns_naming_parameter(xgb_model: LatencyModel) -> None:
+    inside = dense_layers(5, seed=3, low=16, high=500)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ExtrapolationWarning)
+        xgb_model.predict(inside)
+    outside = [LayerConfig.create("dense", channels=64, out_channels=4096)]
+    with pytest.warns(ExtrapolationWarning, match=r"dense out_channels=4096 is outside .*\.\.5"):
+        xgb_model.predict(outside)
+    fused = [LayerConfig.create("dense", channels=64, out_channels=64, activation="relu")]
+    with pytest.warns(ExtrapolationWarning, match="act_relu=1"):
+        xgb_model.predict(fused)
+
+
+@pytest.mark.parametrize(
+    ("layers", "targets", "message"),
+    [
+        (dense_layers(3, 0), [1.0, 0.0, 2.0], "latency at row 1 is 0.0"),
+        (dense_layers(3, 0), [1.0, 2.0], "3 layers but 2 latencies"),
+        ([], [], "no measured layers"),
+        ([LayerConfig.create("relu", channels=4)], [1.0], "cannot take the relu layer"),
+    ],
+)
+def test_fit_refuses_bad_data(
+    layers: list[LayerConfig], targets: list[float], message: str
+) -> None:
+    with pytest.raises(ModelError, match=message):
+        LatencyModel("dense", regressor="ridge").fit(layers, targets)
+
+
+def test_predict_refuses_unfitted_and_other_kinds(xgb_model: LatencyModel) -> None:
+    with pytest.raises(ModelError, match="not fitted"):
+        LatencyModel("dense").predict(dense_layers(1, 0))
+    with pytest.raises(ModelError, match="cannot take the conv layer"):
+        xgb_model.predict([LayerConfig.create("conv", channels=4, out_channels=4)])
+    assert xgb_model.predict([]).shape == (0,)
+
+
+def test_predictions_stay_bounded_far_outside_training() -> None:
+    train = dense_layers(40, seed=8, low=16, high=64)
+    model = LatencyModel("dense", regressor="ridge", params={"alpha": 1e-6}).fit(
+        train, latencies(train)
+    )
+    huge = [LayerConfig.create("dense", batch=64, channels=4096, out_channels=4096)]
+    with pytest.warns(ExtrapolationWarning):
+        (predicted,) = model.predict(huge)
+    assert predicted <= 10 * max(latencies(train))
+
+
+def test_unknown_regressor() -> None:
+    with pytest.raises(ModelError, match="unknown regressor 'svm'"):
+        LatencyModel("dense", regressor="svm").fit(dense_layers(3, 0), [1.0, 2.0, 3.0])
+
+
+def test_load_models_of_a_workspace(workspace: Workspace, xgb_model: LatencyModel) -> None:
+    assert load_models(workspace, TARGET.target_id) == {}
+    save(xgb_model, workspace.model_dir(TARGET.target_id, "dense"))
+    conv_train = [
+        LayerConfig.create("conv", channels=c, height=8, width=8, out_channels=o, kernel=3)
+        for c in (4, 8, 16)
+        for o in (4, 16, 32)
+    ]
+    conv = LatencyModel("conv", regressor="ridge").fit(conv_train, latencies(conv_train))
+    save(conv, workspace.model_dir(TARGET.target_id, "conv"))
+    models = load_models(workspace, TARGET.target_id)
+    assert set(models) == {LayerKind.CONV, LayerKind.DENSE}
+    assert models[LayerKind.CONV].predict(conv_train[:2]).shape == (2,)
+    cards = list_model_cards(workspace)
+    assert [card.kind for _, card in cards] == ["conv", "dense"]
+    # a model saved under the wrong kind's folder is refused
+    save(xgb_model, workspace.model_dir(TARGET.target_id, "conv"))
+    with pytest.raises(ModelError, match="is a dense model, not a conv model"):
+        load_models(workspace, TARGET.target_id)
+
+
+def test_load_path_imports_no_mlflow_or_optuna(saved_dir: Path) -> None:
+    code = (
+        "import sys; from prmodel.model_store import LatencyModel; "
+        f"LatencyModel.load({str(saved_dir)!r}); "
+        "bad = [m for m in ('mlflow', 'optuna') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
