@@ -1,4 +1,4 @@
-"""The ``prmodel quickstart`` command: a first sweep that shows the target's staircase."""
+"""The ``prmodel quickstart`` command: the whole pipeline on one target with a small budget."""
 
 from __future__ import annotations
 
@@ -19,7 +19,17 @@ from prmodel.cli._sweep import command_help
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
-    from prmodel.quickstart import QuickstartResult
+    from prmodel.quickstart import QuickstartResult, StaircaseResult
+
+NetworksOption = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--networks",
+        "-n",
+        help="Extra ONNX network to estimate and measure (repeatable), e.g. "
+        "benchmarks/networks/resnet18.onnx.",
+    ),
+]
 
 
 def register(app: typer.Typer) -> None:
@@ -30,39 +40,98 @@ def register(app: typer.Typer) -> None:
 def quickstart(
     workspace: WorkspaceOption = Path("quickstart"),
     target: TargetOption = "cpu",
+    kinds: Annotated[
+        str, typer.Option("--kinds", "-k", help="Comma-separated layer kinds to model.")
+    ] = "conv,dense",
+    budget: Annotated[int, typer.Option(help="PR-sampled training layers per kind.")] = 200,
+    test_size: Annotated[int, typer.Option(help="Random held-out test layers per kind.")] = 50,
+    trials: Annotated[
+        int, typer.Option(help="Optuna trials per kind (0: default hyper-parameters).")
+    ] = 5,
+    networks: NetworksOption = None,
+    track: Annotated[bool, typer.Option(help="Log the training runs to MLflow.")] = True,
     points: Annotated[
-        bool, typer.Option("--points", help="Print every point, not just the plateaus.")
+        bool, typer.Option("--points", help="Print every point of the staircase sweep.")
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Sweep conv output channels 1..96 and show the latency staircase the target has.
+    """Run the whole pipeline on one target with a small budget and summarise it.
 
-    Takes a minute or three on one CPU core. Measurements go to the workspace's store, so
-    an interrupted quickstart resumes where it stopped; the plot is saved under
-    benchmarks/results/ in the workspace.
+    Stages: a conv output-channel sweep that shows the latency staircase; Performance
+    Representative selection from 1-D sweeps (with plots); PR benchmarks and a random test
+    set; training (logged to MLflow); estimates of three tiny reference networks (and any
+    --networks) compared with their measured latency. Every measurement goes to the
+    workspace's store, so an interrupted quickstart resumes and a second run measures
+    nothing new. About 6-10 minutes on two CPU cores with the defaults; scale up with
+    --budget, --test-size, --trials and --kinds.
 
-    Example: prmodel quickstart --workspace quickstart --target cpu
+    Example: prmodel quickstart --target cpu --networks benchmarks/networks/resnet18.onnx
     """
-    from prmodel.quickstart import run_quickstart
+    from prmodel.cli._select import parse_kinds
+    from prmodel.quickstart import QuickstartSettings, run_quickstart
     from prmodel.targets import get_target
 
+    settings = QuickstartSettings(
+        kinds=tuple(parse_kinds(kinds)),
+        budget=budget,
+        test_size=test_size,
+        trials=trials,
+        networks=tuple(networks or ()),
+        track=track,
+    )
     chosen = get_target(target)
     ws = Workspace.at(workspace)
     if not json_output:
-        console.print(f"quickstart on [bold]{chosen.target_id}[/] in workspace {ws.root}")
-    result = run_quickstart(ws, chosen, progress=not json_output)
+        console.print(
+            f"quickstart on [bold]{chosen.target_id}[/] in workspace {ws.root}", soft_wrap=True
+        )
+    result = run_quickstart(
+        ws,
+        chosen,
+        settings=settings,
+        progress=not json_output,
+        on_stage=None if json_output else _stage_header,
+    )
     if json_output:
-        print_json(_as_json(result))
+        print_json(result.to_dict())
         return
     _print_result(result, every_point=points)
 
 
+def _stage_header(name: str, text: str) -> None:
+    console.rule(f"[bold]{text}", align="left")
+
+
 def _print_result(result: QuickstartResult, *, every_point: bool) -> None:
-    report = result.report
-    console.print(
-        f"measured {report.measured}, reused {report.skipped}, failed {report.failed} "
-        f"in {report.seconds:.1f} s"
+    console.rule("[bold]summary", align="left")
+    _print_staircase(result.staircase, every_point=every_point)
+    print_table(result.period_rows(), title="PR periods found (initial 1-D sweeps)")
+    print_table(
+        result.model_rows(),
+        title="models: held-out test accuracy (MAPE, RMSPE, ±10 % in percent)",
     )
+    print_table(_network_table(result), title="reference networks: estimate vs measured (µs)")
+    console.print(
+        "modelled: kernels priced by a trained model; their truth is the profiled kernel time "
+        "on ONNX Runtime, the target's own layer latency elsewhere",
+        style="dim",
+    )
+    counts = result.counts
+    console.print(
+        f"measured {counts.measured} new points, reused {counts.reused}, failed "
+        f"{counts.failed}; {result.seconds:.0f} s in all"
+    )
+    for name, path in result.paths().items():
+        if path:
+            console.print(f"{name}: {path}", soft_wrap=True)
+    if result.tracking_uri:
+        console.print(
+            f"open the MLflow UI: [bold]prmodel ui --workspace {result.workspace.root}[/]",
+            soft_wrap=True,
+        )
+
+
+def _print_staircase(stairs: StaircaseResult, *, every_point: bool) -> None:
     if every_point:
         rows = [
             {
@@ -71,7 +140,7 @@ def _print_result(result: QuickstartResult, *, every_point: bool) -> None:
                 "ratio": p.ratio,
                 "jump": "jump" if p.jump else "",
             }
-            for p in result.points
+            for p in stairs.points
         ]
         print_table(rows, title="conv output-channel sweep")
     rows = [
@@ -80,25 +149,24 @@ def _print_result(result: QuickstartResult, *, every_point: bool) -> None:
             "latency_us": p.median_us,
             "jump_ratio": p.jump_ratio,
         }
-        for p in result.plateaus
+        for p in stairs.plateaus
     ]
     print_table(rows, title="staircase: plateaus between jumps > 3 %")
-    jumps = [p.value for p in result.points if p.jump]
-    console.print(f"jumps at out_channels = {', '.join(map(str, jumps)) or 'none'}")
-    console.print(f"plot: {result.plot_path}")
-    console.print(f"store: {result.store_path}")
-    console.print(f"plan: {result.plan_path}")
+    console.print(f"jumps at out_channels = {', '.join(map(str, stairs.jumps)) or 'none'}")
 
 
-def _as_json(result: QuickstartResult) -> dict[str, object]:
-    from dataclasses import asdict
-
-    return {
-        "target_id": result.target_id,
-        "report": result.report.as_dict(),
-        "points": [asdict(p) for p in result.points],
-        "plateaus": [asdict(p) for p in result.plateaus],
-        "plot": str(result.plot_path),
-        "store": str(result.store_path),
-        "plan": str(result.plan_path),
-    }
+def _network_table(result: QuickstartResult) -> list[dict[str, object]]:
+    # Short headers so the table fits an 80-column terminal; the JSON has the long names.
+    return [
+        {
+            "network": row["network"],
+            "modelled": f"{row['modelled']}/{row['kernels']}",
+            "est. µs": row["estimated_us"],
+            "meas. µs": row["measured_us"],
+            "err %": row["error_pct"],
+            "modelled est.": row["modelled_estimated_us"],
+            "modelled meas.": row["modelled_measured_us"],
+            "modelled err %": row["modelled_error_pct"],
+        }
+        for row in result.network_rows()
+    ]
