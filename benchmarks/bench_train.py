@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from prmodel.frames import layers_to_frame
+from prmodel.hardware import analytic_profile
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.model_store import REGRESSORS
 from prmodel.representatives import ParameterSteps, RepresentativeSet
@@ -76,7 +77,10 @@ def analytic_representatives(target: AnalyticTarget) -> RepresentativeSet:
     for kind in (LayerKind.CONV, LayerKind.DENSE):
         steps.append(ParameterSteps(kind, "out_channels", True, period=target.block))
         steps.append(ParameterSteps(kind, "channels", True, period=target.lanes))
-    return RepresentativeSet(target.target_id, tuple(steps))
+    # As prmodel select records it: the profile gives the features the GEMM blocks.
+    profile = analytic_profile(target)
+    metadata = {"profile": {**profile.to_dict(), "source": profile.source}}
+    return RepresentativeSet(target.target_id, tuple(steps), metadata)
 
 
 def pr_samples(

@@ -118,8 +118,10 @@ class EvaluationSettings:
         pr_features: Give every sampler's model the PR-aware features (the same features for
             all samplers, so only the samples differ).
         plateau_mapping: Models trained on PR samples predict a layer's plateau
-            representative (:class:`PlateauModel`), as the PR method prescribes: a PR sample
-            holds only plateau ends, so it says nothing about values inside a plateau.
+            representative (:class:`~prmodel.model_store.LatencyModel`'s
+            ``plateau_mapping``), as the PR method prescribes: a PR sample holds only plateau
+            ends, so it says nothing about values inside a plateau. Other samplers' models
+            never map.
         noise_points: Random test layers re-measured for the noise floor (None: all).
         measure: Measurement settings for noisy targets.
         network_measure: How whole networks are timed on ONNX Runtime targets.
@@ -320,8 +322,10 @@ def select_for(
             f"no initial sweep of {', '.join(k.value for k in kinds)} could be measured on "
             f"target {target.target_id}"
         )
+    # The whole profile goes into the set, so models trained on it get the GEMM features.
+    metadata = {"profile": {**profile.to_dict(), "source": profile.source}}
     return select_representatives(
-        sweeps, target_id=target.target_id, profile=profile, spaces=spaces
+        sweeps, target_id=target.target_id, profile=profile, spaces=spaces, metadata=metadata
     )
 
 
@@ -469,27 +473,6 @@ def noise_floor(
     return pd.DataFrame(rows)
 
 
-# -- models -----------------------------------------------------------------------------------
-
-
-class PlateauModel:
-    """A model that predicts each layer's plateau representative instead of the layer.
-
-    Every layer of a plateau has the representative's latency (that is what a plateau is),
-    and a model trained on PR samples has seen only representatives: mapping first keeps
-    its queries on the points it knows.
-    """
-
-    def __init__(self, model: LayerModel, representatives: RepresentativeSet) -> None:
-        self.model = model
-        self.representatives = representatives
-
-    def predict(self, layers: Sequence[LayerConfig]) -> npt.NDArray[np.float64]:
-        """Latency in µs of every layer's plateau representative."""
-        mapped = [self.representatives.plateau_of(layer) for layer in layers]
-        return np.asarray(self.model.predict(mapped), dtype=np.float64)
-
-
 # -- learning curves --------------------------------------------------------------------------
 
 
@@ -555,11 +538,23 @@ class _Context:
     def features(self) -> RepresentativeSet | None:
         return self.representatives if self.settings.pr_features else None
 
-    def new_model(self, kind: LayerKind, seed: int) -> LatencyModel:
+    def new_model(
+        self,
+        kind: LayerKind,
+        seed: int,
+        *,
+        params: Mapping[str, Any] | None = None,
+        plateau_mapping: bool = False,
+    ) -> LatencyModel:
         from prmodel.model_store import LatencyModel
 
         return LatencyModel(
-            kind, regressor=self.settings.regressor, representatives=self.features, seed=seed
+            kind,
+            regressor=self.settings.regressor,
+            params=params,
+            representatives=self.features,
+            seed=seed,
+            plateau_mapping=plateau_mapping,
         )
 
     def measure(self, kind: LayerKind, sampler: str, layers: Sequence[LayerConfig]) -> pd.DataFrame:
@@ -631,8 +626,13 @@ def _fit_one(ctx: _Context, kind: LayerKind, sampler: str, budget: int, seed: in
     )
     result = train_kind(rows, kind=kind, settings=settings, representatives=ctx.features)
     model: LayerModel = result.model
-    if sampler == "pr" and ctx.settings.plateau_mapping:
-        model = PlateauModel(result.model, ctx.representatives)
+    mapping = sampler == "pr" and ctx.settings.plateau_mapping
+    if result.model.plateau_mapping_ != mapping:
+        # train_kind maps whenever a PR set is given; only PR samples sit on plateau ends.
+        trained = layers_from_frame(rows)
+        model = ctx.new_model(kind, seed, params=result.params, plateau_mapping=mapping).fit(
+            trained, rows["latency_us"].to_numpy(dtype=np.float64)
+        )
     common = {
         "kind": kind.value,
         "sampler": sampler,
@@ -1209,7 +1209,6 @@ __all__ = [
     "EvaluationError",
     "EvaluationResult",
     "EvaluationSettings",
-    "PlateauModel",
     "TestSet",
     "build_test_sets",
     "ensure_representatives",

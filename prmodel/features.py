@@ -13,10 +13,17 @@ feature matrix:
   up to the plateau's representative, the number of blocks and the fill of the last block
   (ANNETTE's efficiency factor ``n / (ceil(n/p)·p)``), plus the MACs of the layer with every
   stepped dimension rounded, the resulting overall efficiency and the rounded MACs per byte
-  (which side of the roofline the padded kernel sits on).
+  (which side of the roofline the padded kernel sits on);
+- for conv and dense, the GEMM view (``M`` output pixels, ``K`` reduction, ``N`` outputs per
+  group) and, where the hardware profile says how the hardware tiles it
+  (:class:`~prmodel.hardware.GemmBlocks`), the tiles per dimension, the padded sizes, the
+  padded MACs, the mapping efficiency and ``gemm_work``: tiles times (streamed length + fill),
+  the time the hardware would take at full efficiency, in streamed steps. The regressor can
+  learn latency relative to it (an ANNETTE-style mixed model, see
+  :mod:`prmodel.model_store`), which on a staircase target is smooth and bounded.
 
-The spec serialises to JSON with the step structure it needs, so a saved model rebuilds
-exactly the same features without the PR file.
+The spec serialises to JSON with the step structure and GEMM blocks it needs, so a saved model
+rebuilds exactly the same features without the PR file or the profile.
 """
 
 from __future__ import annotations
@@ -30,10 +37,35 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from prmodel.layers import ACTIVATIONS, FUSIBLE_KINDS, PARAMETERS, LayerConfig, LayerKind
+from prmodel.hardware import GemmBlocks, HardwareProfile, ProfileError
+from prmodel.layers import (
+    ACTIVATIONS,
+    FUSIBLE_KINDS,
+    PARAMETERS,
+    InvalidLayerError,
+    LayerConfig,
+    LayerKind,
+)
 from prmodel.representatives import ParameterSteps, RepresentativeSet
 
 _WINDOWED = (LayerKind.CONV, LayerKind.MAXPOOL, LayerKind.AVGPOOL)
+_GEMM_KINDS = (LayerKind.CONV, LayerKind.DENSE)
+_GEMM_VIEW = ("gemm_m", "gemm_k", "gemm_n")
+_GEMM_TILED = (
+    "gemm_m_tiles",
+    "gemm_k_tiles",
+    "gemm_n_tiles",
+    "gemm_m_padded",
+    "gemm_k_padded",
+    "gemm_n_padded",
+    "gemm_tiles",
+    "padded_macs",
+    "gemm_efficiency",
+    "gemm_work",
+)
+_PROFILE_FIELDS = ("schema", "name", "family", "description", "architecture", "steps")
+WORK_FEATURE = "gemm_work"
+"""The feature holding the hardware's full-efficiency work estimate (see the module doc)."""
 
 _DERIVED: dict[str, Callable[[LayerConfig], float]] = {
     "output_elements": lambda layer: float(math.prod(layer.output_shape)),
@@ -54,27 +86,54 @@ class FeatureSpec:
     """The ordered features of one layer kind, optionally aware of its PR step structure.
 
     Build it with :meth:`for_kind`; ``steps`` holds only the parameters of ``kind`` that
-    have a staircase, in the kind's canonical parameter order.
+    have a staircase, in the kind's canonical parameter order; ``blocks`` how the hardware
+    tiles the kind's GEMM view (None: unknown, no tiled features).
     """
 
     kind: LayerKind
     steps: tuple[ParameterSteps, ...] = ()
+    blocks: GemmBlocks | None = None
 
     @classmethod
     def for_kind(
-        cls, kind: LayerKind | str, representatives: RepresentativeSet | None = None
+        cls,
+        kind: LayerKind | str,
+        representatives: RepresentativeSet | None = None,
+        *,
+        profile: HardwareProfile | None = None,
     ) -> FeatureSpec:
-        """The spec of ``kind``, using the stepped parameters of ``representatives`` if given."""
+        """The spec of ``kind``, using the stepped parameters of ``representatives`` if given.
+
+        The GEMM blocks come from ``profile``, else from the profile recorded in the
+        representatives' metadata (as ``prmodel select`` writes it).
+        """
         kind = LayerKind(kind)
+        if profile is None and representatives is not None:
+            profile = profile_of(representatives)
+        blocks = profile.gemm_blocks(kind) if profile is not None else None
         if representatives is None:
-            return cls(kind)
+            return cls(kind, blocks=blocks)
         analysed = representatives.for_kind(kind)
         stepped = tuple(
             analysed[name]
             for name in PARAMETERS[kind]
             if name in analysed and analysed[name].has_steps
         )
-        return cls(kind, stepped)
+        return cls(kind, stepped, blocks)
+
+    @property
+    def work_feature(self) -> str | None:
+        """The name of the work-estimate feature, None where the spec has none."""
+        return WORK_FEATURE if WORK_FEATURE in self.names else None
+
+    def plateau_of(self, layer: LayerConfig) -> LayerConfig:
+        """``layer`` with every stepped parameter moved to its plateau's representative.
+
+        Grouped convolutions keep their values: their staircases were not swept (the 1-D
+        sweeps run at groups 1), and moving their channels changes the group structure.
+        Parameters whose rounding would make the layer invalid keep their value.
+        """
+        return plateau_layer(self.steps, layer)
 
     # -- schema -------------------------------------------------------------------------------
     @property
@@ -96,6 +155,10 @@ class FeatureSpec:
             names += [f"{p}_plateau", f"{p}_rounded", f"{p}_blocks", f"{p}_fill"]
         if self.steps:
             names += ["macs_rounded", "rounded_efficiency", "rounded_intensity"]
+        if self.kind in _GEMM_KINDS:
+            names += ["gemm_groups", *_GEMM_VIEW]
+            if self.blocks is not None:
+                names += _GEMM_TILED
         return tuple(names)
 
     def _fused_names(self) -> tuple[str, ...]:
@@ -141,6 +204,8 @@ class FeatureSpec:
             rounded_macs = float(rounder.plateau_of(layer).macs)
             total_bytes = layer.weight_bytes + layer.activation_bytes
             row += [rounded_macs, layer.macs / rounded_macs, rounded_macs / total_bytes]
+        if self.kind in _GEMM_KINDS:
+            row += _gemm_features(layer, self.blocks)
         return row
 
     # -- serialisation ------------------------------------------------------------------------
@@ -150,13 +215,91 @@ class FeatureSpec:
             "kind": self.kind.value,
             "names": list(self.names),
             "steps": [_steps_to_dict(s) for s in self.steps],
+            "gemm_blocks": self.blocks.to_dict() if self.blocks is not None else None,
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
         """Inverse of :meth:`to_dict` (the ``names`` entry is checked by the caller)."""
         kind = LayerKind(data["kind"])
-        return cls(kind, tuple(_steps_from_dict(kind, s) for s in data.get("steps", ())))
+        blocks = data.get("gemm_blocks")
+        return cls(
+            kind,
+            tuple(_steps_from_dict(kind, s) for s in data.get("steps", ())),
+            GemmBlocks.from_dict(blocks) if blocks else None,
+        )
+
+
+def profile_of(representatives: RepresentativeSet) -> HardwareProfile | None:
+    """The hardware profile recorded in a PR set's metadata, None where absent or unreadable."""
+    data = representatives.metadata.get("profile")
+    if not isinstance(data, Mapping) or "architecture" not in data:
+        return None  # only the profile's name was recorded: no GEMM blocks
+    known = {k: v for k, v in data.items() if k in _PROFILE_FIELDS}
+    try:
+        return HardwareProfile.from_dict(known, source=f"PR set {representatives.target_id}")
+    except ProfileError:
+        return None  # a hand-edited profile: the features simply go without GEMM blocks
+
+
+def plateau_layer(steps: Sequence[ParameterSteps], layer: LayerConfig) -> LayerConfig:
+    """``layer`` with each stepped parameter of ``steps`` at its plateau's representative.
+
+    See :meth:`FeatureSpec.plateau_of` (grouped convolutions are left as they are).
+    """
+    if layer.kind is LayerKind.CONV and layer.groups > 1:
+        return layer
+    rounded = layer
+    for parameter in steps:
+        if not parameter.has_steps or parameter.kind is not layer.kind:
+            continue
+        value = getattr(rounded, parameter.parameter)
+        target = parameter.representative(value)
+        if target != value:
+            try:
+                rounded = rounded.with_params(**{parameter.parameter: target})
+            except InvalidLayerError:
+                continue
+    return rounded
+
+
+def gemm_view(layer: LayerConfig) -> tuple[int, int, int, int]:
+    """``(groups, M, K, N)`` of a conv or dense layer seen as ``groups`` GEMMs.
+
+    ``M`` is batch * output pixels, ``K`` input channels per group * kernel taps, ``N``
+    output channels per group; a dense layer is one GEMM with ``M`` = batch.
+    """
+    if layer.kind is LayerKind.DENSE:
+        return 1, layer.batch, layer.channels, layer.out_channels
+    m = layer.batch * layer.output_height * layer.output_width
+    k = (layer.channels // layer.groups) * layer.kernel_h * layer.kernel_w
+    return layer.groups, m, k, layer.out_channels // layer.groups
+
+
+def _gemm_features(layer: LayerConfig, blocks: GemmBlocks | None) -> list[float]:
+    groups, m, k, n = gemm_view(layer)
+    row = [float(groups), float(m), float(k), float(n)]
+    if blocks is None:
+        return row
+    taps = 1
+    if blocks.reduction == "channels" and layer.kind is LayerKind.CONV:
+        taps = layer.kernel_h * layer.kernel_w  # the window is looped, channels are padded
+    tiles = (
+        math.ceil(m / blocks.m),
+        math.ceil(k // taps / blocks.k) * taps,
+        math.ceil(n / blocks.n),
+    )
+    padded = (tiles[0] * blocks.m, tiles[1] * blocks.k, tiles[2] * blocks.n)
+    padded_macs = groups * math.prod(padded)
+    # Dimensions with a block of 1 stream through the hardware; the others fold over it.
+    sizes = (blocks.m, blocks.k, blocks.n)
+    folds = math.prod(t for t, b in zip(tiles, sizes, strict=True) if b > 1)
+    streamed = math.prod(p for p, b in zip(padded, sizes, strict=True) if b == 1)
+    work = groups * folds * (streamed + blocks.fill)
+    row += [float(t) for t in tiles] + [float(p) for p in padded]
+    row += [float(groups * math.prod(tiles)), float(padded_macs)]
+    row += [groups * m * k * n / padded_macs, float(work)]
+    return row
 
 
 def _step_features(steps: ParameterSteps, value: int) -> list[float]:
@@ -193,4 +336,11 @@ def _steps_from_dict(kind: LayerKind, data: Mapping[str, Any]) -> ParameterSteps
     )
 
 
-__all__ = ["FeatureError", "FeatureSpec"]
+__all__ = [
+    "WORK_FEATURE",
+    "FeatureError",
+    "FeatureSpec",
+    "gemm_view",
+    "plateau_layer",
+    "profile_of",
+]

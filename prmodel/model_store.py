@@ -1,7 +1,13 @@
 """Trained latency models: the estimator-like :class:`LatencyModel` and its safe artifacts.
 
 A model predicts the kernel time (``latency_us``) of one layer kind on one target. It is
-fitted on a log scale and saved under ``trained_models/<target_id>/<kind>/`` as
+fitted on a log scale, either of the latency itself (``log``) or of the latency relative to
+the hardware's full-efficiency work estimate (``log-relative``: ``log(latency) -
+log(gemm_work)``, an ANNETTE-style mixed model in which the trees learn the efficiency, see
+:mod:`prmodel.features`). A model trained on Performance Representatives predicts each
+layer's plateau representative (``plateau_mapping``): every layer of a plateau has the
+representative's latency, and the representatives are all the model has seen. It is saved
+under ``trained_models/<target_id>/<kind>/`` as
 
 - ``model.ubj`` (XGBoost's own binary JSON format) or ``model.skops`` (scikit-learn models
   through skops, loaded only with an allow-list of types), never pickle;
@@ -80,6 +86,9 @@ DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
 PREDICTION_HEADROOM = 10.0
 """Predictions are kept within the training latency range widened by this factor."""
 
+TARGET_TRANSFORMS: tuple[str, ...] = ("log", "log-relative")
+"""What the regressor learns: log latency, or log latency minus log of the work estimate."""
+
 _MODEL_FILES = ("model.ubj", "model.skops")
 
 # skops refuses to load any type it does not know to be safe; these are the only modules a
@@ -121,6 +130,7 @@ class ModelCard:
     representatives_sha256: str | None = None
     target_transform: str = "log"
     feature_transform: str = "log1p"
+    plateau_mapping: bool = False
     format_version: int = CARD_FORMAT
 
     def to_json(self) -> str:
@@ -179,9 +189,16 @@ class LatencyModel:
         kind: The layer kind the model is for.
         regressor: One of :data:`REGRESSORS`.
         params: Hyper-parameters of the regressor (defaults: :data:`DEFAULT_PARAMS`).
-        representatives: The target's PR set, for the architecture-aware features.
+        representatives: The target's PR set, for the architecture-aware features (and the
+            hardware profile recorded in it, for the GEMM features).
         seed: Random seed of the regressor, so a fit can be repeated exactly.
         n_jobs: Threads the regressor may use (fixed, so results do not depend on the host).
+        plateau_mapping: Fit and predict at each layer's plateau representative (None: on
+            when ``representatives`` are given). Right for a model trained on PR samples;
+            turn it off for samples drawn inside plateaus on a target whose staircases are
+            not exact.
+        target_transform: One of :data:`TARGET_TRANSFORMS` (None: ``log-relative`` where
+            the features have a work estimate, else ``log``).
     """
 
     def __init__(
@@ -193,6 +210,8 @@ class LatencyModel:
         representatives: RepresentativeSet | None = None,
         seed: int = 0,
         n_jobs: int = 1,
+        plateau_mapping: bool | None = None,
+        target_transform: str | None = None,
     ) -> None:
         self.kind = kind
         self.regressor = regressor
@@ -200,12 +219,16 @@ class LatencyModel:
         self.representatives = representatives
         self.seed = seed
         self.n_jobs = n_jobs
+        self.plateau_mapping = plateau_mapping
+        self.target_transform = target_transform
 
     feature_spec_: FeatureSpec
     estimator_: Any
     feature_ranges_: dict[str, tuple[float, float]]
     latency_range_us_: tuple[float, float]
     n_train_: int
+    plateau_mapping_: bool
+    target_transform_: str
     card_: ModelCard | None
 
     # -- fitting and prediction ---------------------------------------------------------------
@@ -222,17 +245,23 @@ class LatencyModel:
         measured = _checked_latencies(latency_us, len(layers))
         spec = FeatureSpec.for_kind(kind, self.representatives)
         _check_kinds(layers, kind)
-        raw = spec.transform(layers)
+        mapping = self.representatives is not None and bool(spec.steps)
+        if self.plateau_mapping is not None:
+            mapping = self.plateau_mapping
+        transform = _chosen_transform(self.target_transform, spec)
+        raw = spec.transform([spec.plateau_of(x) for x in layers] if mapping else layers)
         estimator = build_regressor(
             self.regressor, self.hyperparameters, seed=self.seed, n_jobs=self.n_jobs
         )
         with _thread_limit(self.n_jobs):
-            estimator.fit(np.log1p(raw), np.log(measured))
+            estimator.fit(np.log1p(raw), np.log(measured) - _log_work(spec, raw, transform))
         self.feature_spec_ = spec
         self.estimator_ = estimator
         self.feature_ranges_ = _ranges(spec, raw)
         self.latency_range_us_ = (float(measured.min()), float(measured.max()))
         self.n_train_ = len(layers)
+        self.plateau_mapping_ = mapping
+        self.target_transform_ = transform
         self.card_ = None
         return self
 
@@ -258,12 +287,17 @@ class LatencyModel:
         if len(layers) == 0:
             return np.empty(0, dtype=np.float64)
         _check_kinds(layers, spec.kind)
+        if self.plateau_mapping_:
+            layers = [spec.plateau_of(x) for x in layers]
         raw = spec.transform(layers)
         _warn_outside_ranges(spec, raw, self.parameter_ranges)
         lows, highs = np.array([self.feature_ranges_[name] for name in spec.names]).T
         clipped = np.clip(raw, lows, highs)
         with _thread_limit(self.n_jobs):
             log_pred = np.asarray(self.estimator_.predict(np.log1p(clipped)), dtype=np.float64)
+        # The work estimate is exact arithmetic, so it is taken unclipped: only the learned
+        # efficiency is kept within what training saw.
+        log_pred += _log_work(spec, raw, self.target_transform_)
         low, high = self.latency_range_us_
         return np.clip(np.exp(log_pred), low / PREDICTION_HEADROOM, high * PREDICTION_HEADROOM)
 
@@ -324,6 +358,8 @@ class LatencyModel:
             fingerprint=dict(fingerprint or {}),
             library_versions=library_versions(self.regressor),
             representatives_sha256=representatives_sha256,
+            target_transform=self.target_transform_,
+            plateau_mapping=self.plateau_mapping_,
         )
         _atomic_write_text(directory / CARD_NAME, card.to_json())
         self.card_ = card
@@ -356,9 +392,17 @@ class LatencyModel:
         _check_hash(card, model_path)
         estimator = _read_estimator(card.regressor, model_path)
         _check_width(estimator, len(spec.names), model_path)
+        transform = _checked_transform(card, spec, directory)
         model = cls(
-            spec.kind, regressor=card.regressor, params=card.hyperparameters, seed=card.seed
+            spec.kind,
+            regressor=card.regressor,
+            params=card.hyperparameters,
+            seed=card.seed,
+            plateau_mapping=card.plateau_mapping,
+            target_transform=transform,
         )
+        model.plateau_mapping_ = card.plateau_mapping
+        model.target_transform_ = transform
         model.feature_spec_ = spec
         model.estimator_ = estimator
         model.feature_ranges_ = _checked_ranges(card, spec, directory)
@@ -557,6 +601,38 @@ def _checked_spec(card: ModelCard, directory: Path) -> FeatureSpec:
     return spec
 
 
+def _chosen_transform(asked: str | None, spec: FeatureSpec) -> str:
+    if asked is None:
+        return "log-relative" if spec.work_feature else "log"
+    if asked not in TARGET_TRANSFORMS:
+        raise ModelError(
+            f"unknown target transform {asked!r} (choose from {', '.join(TARGET_TRANSFORMS)})"
+        )
+    if asked == "log-relative" and not spec.work_feature:
+        raise ModelError(
+            f"target transform 'log-relative' needs a work estimate, which the {spec.kind.value} "
+            "features have only with a hardware profile that knows the GEMM blocks"
+        )
+    return asked
+
+
+def _checked_transform(card: ModelCard, spec: FeatureSpec, directory: Path) -> str:
+    try:
+        return _chosen_transform(card.target_transform, spec)
+    except ModelError as exc:
+        raise ModelError(f"model card in {directory}: {exc}") from None
+
+
+def _log_work(
+    spec: FeatureSpec, raw: npt.NDArray[np.float64], transform: str
+) -> npt.NDArray[np.float64] | float:
+    """The log work estimate to add back to the regressor's output (0 for ``log``)."""
+    if transform != "log-relative" or spec.work_feature is None:
+        return 0.0
+    work = raw[:, spec.names.index(spec.work_feature)]
+    return np.log(np.maximum(work, 1.0))
+
+
 def _checked_ranges(
     card: ModelCard, spec: FeatureSpec, directory: Path
 ) -> dict[str, tuple[float, float]]:
@@ -703,6 +779,7 @@ __all__ = [
     "DEFAULT_PARAMS",
     "PREDICTION_HEADROOM",
     "REGRESSORS",
+    "TARGET_TRANSFORMS",
     "ExtrapolationWarning",
     "LatencyModel",
     "ModelCard",

@@ -7,9 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from prmodel.features import FeatureError, FeatureSpec
+from prmodel.features import FeatureError, FeatureSpec, gemm_view
+from prmodel.hardware import GemmBlocks, scalesim_profile
 from prmodel.layers import ACTIVATIONS, PARAMETERS, LayerConfig, LayerKind
 from prmodel.representatives import ParameterSteps, RepresentativeSet
+from prmodel.targets.scalesim import ScaleSimTarget
 
 PR = RepresentativeSet(
     target_id="analytic-b16-l8",
@@ -119,3 +121,82 @@ def test_round_trip_keeps_the_start_of_a_staircase() -> None:
     assert column(again, layers[0], "out_channels_rounded") == 40  # below start: no rounding
     assert column(again, layers[1], "out_channels_rounded") == 80
     np.testing.assert_array_equal(again.transform(layers), spec.transform(layers))
+
+
+SYSTOLIC = GemmBlocks(k=32, n=32, fill=94)
+
+
+@pytest.mark.parametrize(
+    ("layer", "view"),
+    [
+        (LayerConfig.create("dense", batch=2, channels=64, out_channels=50), (1, 2, 64, 50)),
+        (EXAMPLES[LayerKind.CONV], (1, 14 * 14, 12 * 9, 20)),
+        (
+            LayerConfig.create(
+                "conv", channels=32, height=8, width=8, out_channels=32, kernel=3, padding=1,
+                groups=32,
+            ),
+            (32, 64, 9, 1),
+        ),
+    ],
+)  # fmt: skip
+def test_gemm_view(layer: LayerConfig, view: tuple[int, int, int, int]) -> None:
+    assert gemm_view(layer) == view
+    spec = FeatureSpec.for_kind(layer.kind)
+    assert [column(spec, layer, n) for n in ("gemm_groups", "gemm_m", "gemm_k", "gemm_n")] == [
+        float(v) for v in view
+    ]
+    assert "gemm_work" not in spec.names  # no profile: no tiled features
+
+
+def test_tiled_gemm_features_of_a_systolic_array() -> None:
+    spec = FeatureSpec(LayerKind.DENSE, blocks=SYSTOLIC)
+    layer = LayerConfig.create("dense", channels=40, out_channels=70)  # K 40 -> 2, N 70 -> 3
+    assert column(spec, layer, "gemm_k_tiles") == 2
+    assert column(spec, layer, "gemm_n_tiles") == 3
+    assert column(spec, layer, "gemm_k_padded") == 64
+    assert column(spec, layer, "padded_macs") == 64 * 96
+    assert column(spec, layer, "gemm_efficiency") == pytest.approx(40 * 70 / (64 * 96))
+    assert column(spec, layer, "gemm_work") == 2 * 3 * (1 + 94)  # folds * (M + fill)
+    assert spec.work_feature == "gemm_work"
+
+
+def test_channel_blocking_pads_channels_not_the_window() -> None:
+    spec = FeatureSpec(LayerKind.CONV, blocks=GemmBlocks(k=8, n=16, reduction="channels"))
+    layer = EXAMPLES[LayerKind.CONV]  # 12 channels, 3x3, 20 filters, 14x14 outputs
+    assert column(spec, layer, "gemm_k_padded") == 16 * 9
+    assert column(spec, layer, "gemm_n_padded") == 32
+    assert column(spec, layer, "gemm_work") == 2 * 9 * 2 * 196
+
+
+def test_the_profile_reaches_the_spec_through_the_pr_set() -> None:
+    profile = scalesim_profile(ScaleSimTarget(rows=32, cols=32, dataflow="ws"))
+    with_profile = RepresentativeSet(
+        "t", PR.steps, {"profile": {**profile.to_dict(), "source": "derived"}}
+    )
+    spec = FeatureSpec.for_kind("conv", with_profile)
+    assert spec.blocks == profile.gemm_blocks("conv")
+    again = FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec
+    name_only = RepresentativeSet("t", PR.steps, {"profile": {"name": "x", "source": "derived"}})
+    assert FeatureSpec.for_kind("conv", name_only).blocks is None
+
+
+@pytest.mark.parametrize(
+    ("layer", "expected"),
+    [
+        (EXAMPLES[LayerKind.CONV], EXAMPLES[LayerKind.CONV].with_params(channels=16,
+                                                                        out_channels=32)),
+        (
+            LayerConfig.create(
+                "conv", channels=8, height=8, width=8, out_channels=8, kernel=3, padding=1, groups=8
+            ),
+            None,  # grouped: left as it is
+        ),
+    ],
+)  # fmt: skip
+def test_plateau_of_moves_stepped_parameters(
+    layer: LayerConfig, expected: LayerConfig | None
+) -> None:
+    spec = FeatureSpec.for_kind("conv", PR)
+    assert spec.plateau_of(layer) == (expected or layer)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from prmodel.hardware import analytic_profile
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.metrics import summarize
 from prmodel.model_store import (
@@ -290,3 +291,53 @@ def test_load_path_imports_no_mlflow_or_optuna(saved_dir: Path) -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+PR_WITH_PROFILE = RepresentativeSet(
+    TARGET.target_id,
+    PR.steps,
+    {"profile": {**analytic_profile(TARGET).to_dict(), "source": "derived"}},
+)
+
+
+@pytest.mark.parametrize(
+    ("representatives", "asked", "mapped"),
+    [(PR, None, True), (PR, False, False), (None, None, False)],
+)
+def test_plateau_mapping_is_fitted_recorded_and_reloaded(
+    representatives: RepresentativeSet | None, asked: bool | None, mapped: bool, tmp_path: Path
+) -> None:
+    train = dense_layers(200, seed=3)
+    model = LatencyModel(
+        "dense", params=FAST["xgboost"], representatives=representatives, plateau_mapping=asked
+    ).fit(train, latencies(train))
+    assert model.plateau_mapping_ is mapped
+    same_plateau = [
+        LayerConfig.create("dense", channels=c, out_channels=o) for c, o in ((41, 17), (48, 32))
+    ]
+    first, second = model.predict(same_plateau)
+    assert bool(first == second) is mapped
+    card = save(model, tmp_path / "dense")
+    assert bool(card.plateau_mapping) is mapped
+    loaded = LatencyModel.load(tmp_path / "dense")
+    assert loaded.plateau_mapping_ is mapped
+    assert np.array_equal(loaded.predict(same_plateau), model.predict(same_plateau))
+
+
+def test_relative_target_is_the_default_with_a_work_estimate(tmp_path: Path) -> None:
+    train = dense_layers(200, seed=4)
+    model = LatencyModel("dense", params=FAST["xgboost"], representatives=PR_WITH_PROFILE)
+    model.fit(train, latencies(train))
+    assert model.target_transform_ == "log-relative"
+    assert save(model, tmp_path / "dense").target_transform == "log-relative"
+    loaded = LatencyModel.load(tmp_path / "dense")
+    test = dense_layers(20, seed=5)
+    assert np.array_equal(loaded.predict(test), model.predict(test))
+    assert fitted().target_transform_ == "log"  # no profile in PR: no work estimate
+
+
+def test_relative_target_needs_a_work_estimate() -> None:
+    with pytest.raises(ModelError, match="work estimate"):
+        LatencyModel("dense", representatives=PR, target_transform="log-relative").fit(
+            dense_layers(10, 0), latencies(dense_layers(10, 0))
+        )
