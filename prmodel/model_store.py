@@ -293,13 +293,20 @@ class LatencyModel:
         _warn_outside_ranges(spec, raw, self.parameter_ranges)
         lows, highs = np.array([self.feature_ranges_[name] for name in spec.names]).T
         clipped = np.clip(raw, lows, highs)
-        with _thread_limit(self.n_jobs):
-            log_pred = np.asarray(self.estimator_.predict(np.log1p(clipped)), dtype=np.float64)
+        log_pred = self._predict_log(np.log1p(clipped))
         # The work estimate is exact arithmetic, so it is taken unclipped: only the learned
         # efficiency is kept within what training saw.
         log_pred += _log_work(spec, raw, self.target_transform_)
         low, high = self.latency_range_us_
         return np.clip(np.exp(log_pred), low / PREDICTION_HEADROOM, high * PREDICTION_HEADROOM)
+
+    def _predict_log(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        from prmodel.treeforest import TreeForest
+
+        if isinstance(self.estimator_, TreeForest):  # single-threaded numpy: no pools to limit
+            return np.asarray(self.estimator_.predict(features), dtype=np.float64)
+        with _thread_limit(self.n_jobs):
+            return np.asarray(self.estimator_.predict(features), dtype=np.float64)
 
     @property
     def parameter_ranges(self) -> dict[str, tuple[float, float]]:
@@ -549,16 +556,27 @@ def _read_estimator(regressor: str, path: Path) -> Any:
         raise ModelError(f"model card in {path.parent} names an unknown regressor {regressor!r}")
     try:
         if regressor == "xgboost":
-            from xgboost import XGBRegressor
-
-            estimator = XGBRegressor()
-            estimator.load_model(str(path))
-            return estimator
+            return _read_xgboost(path)
         return _read_skops(path)
     except ModelError:
         raise
     except Exception as exc:  # any parse failure of a file that passed the hash check
         raise ModelError(f"model file {path} cannot be read ({type(exc).__name__})") from None
+
+
+def _read_xgboost(path: Path) -> Any:
+    # A numpy evaluator first: importing xgboost (with scipy and scikit-learn) costs more than
+    # a whole `prmodel estimate` may take. xgboost reads whatever the evaluator refuses.
+    from prmodel.treeforest import TreeForest, TreeForestError
+
+    try:
+        return TreeForest.load(path)
+    except TreeForestError:
+        from xgboost import XGBRegressor
+
+        estimator = XGBRegressor()
+        estimator.load_model(str(path))
+        return estimator
 
 
 def _read_skops(path: Path) -> Any:
