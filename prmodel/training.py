@@ -57,6 +57,10 @@ class TrainSettings:
     timeout_s: float | None = None
     seed: int = 0
     n_jobs: int = 1
+    plateau_mapping: bool | None = None
+    """Predict at each layer's plateau representative (None: when a PR set is given)."""
+    target_transform: str | None = None
+    """``log`` or ``log-relative`` (to the profile's work estimate); None: the model's default."""
 
     def __post_init__(self) -> None:
         if self.regressor not in REGRESSORS:
@@ -217,6 +221,8 @@ def cross_validate(
     seed: int = 0,
     n_jobs: int = 1,
     report: Callable[[int, float], None] | None = None,
+    plateau_mapping: bool | None = None,
+    target_transform: str | None = None,
 ) -> float:
     """Mean MAPE (percent) of ``folds``-fold cross-validation with shuffled, seeded folds.
 
@@ -234,6 +240,8 @@ def cross_validate(
             representatives=representatives,
             seed=seed,
             n_jobs=n_jobs,
+            plateau_mapping=plateau_mapping,
+            target_transform=target_transform,
         )
         model.fit([layers[i] for i in train_idx], latency_us[train_idx])
         with warnings.catch_warnings():
@@ -325,6 +333,8 @@ def tune(
             representatives=representatives,
             folds=settings.folds,
             seed=settings.seed,
+            plateau_mapping=settings.plateau_mapping,
+            target_transform=settings.target_transform,
             n_jobs=settings.n_jobs,
             report=report,
         )
@@ -411,6 +421,8 @@ def train_kind(
         representatives=representatives,
         seed=settings.seed,
         n_jobs=settings.n_jobs,
+        plateau_mapping=settings.plateau_mapping,
+        target_transform=settings.target_transform,
     ).fit(layers, latency)
     train_metrics = summarize(latency, model.predict(layers))
     tested = _test(model, rows, test, kind)

@@ -92,12 +92,20 @@ def test_select_again_reuses_the_store(selected: tuple[Workspace, dict[str, obje
     assert _rows(again) == _rows(first)
 
 
-@pytest.mark.parametrize(("sampler", "budget"), [("pr", 100), ("random", 40), ("adaptive", 30)])
+@pytest.mark.parametrize(
+    ("sampler", "budget", "extra"),
+    [
+        ("pr", 100, []),
+        ("pr", 100, ["--draw", "balanced"]),
+        ("random", 40, []),
+        ("adaptive", 30, []),
+    ],
+)
 def test_plan_writes_a_sweepable_plan(
-    selected: tuple[Workspace, dict[str, object]], sampler: str, budget: int
+    selected: tuple[Workspace, dict[str, object]], sampler: str, budget: int, extra: list[str]
 ) -> None:
     ws, _ = selected
-    out = ws.sweeps_dir / f"{sampler}-test.yaml"
+    out = ws.sweeps_dir / f"{sampler}-{len(extra)}-test.yaml"
     data = invoke_json(
         "plan",
         "--sampler", sampler,
@@ -106,6 +114,7 @@ def test_plan_writes_a_sweepable_plan(
         "--kinds", "conv",
         "--out", str(out),
         "--workspace", str(ws.root),
+        *extra,
     )  # fmt: skip
     (plan,) = load_plans(out)
     assert plan.name == f"{sampler}-conv" and data["file"] == str(out)
@@ -133,6 +142,7 @@ def test_plan_without_representatives_says_what_to_do(
     ("args", "message"),
     [
         (["plan", "--sampler", "bogus", "--target", "analytic"], "unknown sampler 'bogus'"),
+        (["plan", "--sampler", "random", "--budget", "0", "--target", "analytic"], "budget"),
         (["select", "--target", "analytic", "--kinds", "softmax"], "unknown layer kind"),
         (["select", "--target", "analytic", "--kinds", " , "], "names no layer kind"),
         (["select", "--target", "analytic", "--profile", "missing.yaml"], "cannot read"),

@@ -191,6 +191,13 @@ def plan(
         typer.Option(help="PR file for the pr sampler (default representatives/<target_id>.yaml)."),
     ] = None,
     space: SpaceOption = None,
+    draw: Annotated[
+        str,
+        typer.Option(
+            help="pr only: 'space' draws layers on the space's scale and moves them to their "
+            "plateau's PR; 'balanced' uses every PR value equally often (Latin-hypercube style)."
+        ),
+    ] = "space",
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
     workspace: WorkspaceOption = Path("."),
     json_output: JsonOption = False,
@@ -212,11 +219,13 @@ def plan(
     chosen = get_target(target)
     chosen_kinds = parse_kinds(kinds)
     spaces = _spaces(space)
-    draw = _sampler(sampler, chosen, ws, spaces, representatives, progress=not json_output)
+    sample = _sampler(
+        sampler, chosen, ws, spaces, representatives, draw=draw, progress=not json_output
+    )
     prefix = name or sampler
     plans = []
     for kind in chosen_kinds:
-        layers = draw(kind, budget, seed)
+        layers = sample(kind, budget, seed)
         if layers:
             plans.append(plan_from_layers(f"{prefix}-{kind.value}", layers, description=sampler))
     if not plans:
@@ -240,6 +249,7 @@ def _sampler(
     spaces: dict[LayerKind, ParameterSpace] | None,
     pr_file: Path | None,
     *,
+    draw: str,
     progress: bool,
 ) -> DrawFn:
     from prmodel.sampling import SAMPLERS, PRSampler, RandomSampler
@@ -253,7 +263,7 @@ def _sampler(
                 f"no Performance Representatives at {path}: run "
                 f"`prmodel select --target {target.name}` first or pass --representatives"
             )
-        pr = PRSampler(RepresentativeSet.load(path), spaces)
+        pr = PRSampler(RepresentativeSet.load(path), spaces, draw=draw)
         return lambda kind, budget, seed: pr.sample(kind, budget, seed=seed)
     if name == "random":
         random = RandomSampler(spaces)
