@@ -271,62 +271,17 @@ def ensure_representatives(
     is saved to ``representatives/<target_id>.yaml``. A saved set lacking one of ``kinds``
     is selected again for all of them.
     """
-    from prmodel.representatives import RepresentativeSet, save_plots
+    from prmodel.representatives import RepresentativeSet, run_selection
 
     path = workspace.representatives_path(target.target_id)
     if path.is_file():
         saved = RepresentativeSet.load(path)
         if all(kind in saved.kinds for kind in kinds):
             return saved, path
-    selected = select_for(target, store=store, kinds=kinds, measure=measure, progress=progress)
-    selected.save(path)
-    save_plots(selected, workspace.plots_dir(target.target_id))
-    return selected, path
-
-
-def select_for(
-    target: Target,
-    *,
-    store: MeasurementStore,
-    kinds: Sequence[LayerKind],
-    measure: MeasureSettings | None = None,
-    progress: bool = True,
-) -> RepresentativeSet:
-    """Run the initial 1-D sweeps of ``kinds`` on ``target`` and select its PR set."""
-    from prmodel.hardware import profile_for
-    from prmodel.representatives import ParameterSweep, select_representatives
-    from prmodel.sampling import initial_sweeps
-    from prmodel.space import default_space
-    from prmodel.sweep import measure_layers
-
-    profile = profile_for(target)
-    spaces = {kind: default_space(kind) for kind in kinds}
-    sweeps = []
-    for sweep in initial_sweeps(kinds, profile=profile, spaces=spaces):
-        rows = measure_layers(
-            sweep.layers,
-            target,
-            store=store,
-            settings=measure,
-            progress=progress,
-            plan_name=sweep.plan.name,
-        )
-        if len(rows) >= 2:
-            sweeps.append(
-                ParameterSweep.from_frame(
-                    rows, kind=sweep.kind, parameter=sweep.parameter, plan=sweep.plan.name
-                )
-            )
-    if not sweeps:
-        raise EvaluationError(
-            f"no initial sweep of {', '.join(k.value for k in kinds)} could be measured on "
-            f"target {target.target_id}"
-        )
-    # The whole profile goes into the set, so models trained on it get the GEMM features.
-    metadata = {"profile": {**profile.to_dict(), "source": profile.source}}
-    return select_representatives(
-        sweeps, target_id=target.target_id, profile=profile, spaces=spaces, metadata=metadata
+    result = run_selection(
+        target, workspace=workspace, kinds=kinds, settings=measure, progress=progress
     )
+    return result.representatives, result.path
 
 
 # -- test sets --------------------------------------------------------------------------------
@@ -1219,6 +1174,5 @@ __all__ = [
     "network_layers",
     "noise_floor",
     "plot_curves",
-    "select_for",
     "write_report",
 ]

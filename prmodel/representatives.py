@@ -57,8 +57,8 @@ PROFILE_PRIOR = 0.8
 """Prior probability that the step period is one the hardware profile proposes."""
 EXACT_MIN_STEP_SHARE = 0.8
 """On an exact sweep, steps must carry this share of the rise (a smooth curve has <= 2/3)."""
-EXACT_TOLERANCE = 0.02
-"""Noise scale assumed for deterministic (exact) sweeps: shape errors below 2 % are noise."""
+EXACT_TOLERANCE = 0.005
+"""Noise scale assumed for deterministic (exact) sweeps: shape errors below 0.5 % are noise."""
 
 
 class RepresentativesError(PrmodelError, ValueError):
@@ -1148,8 +1148,14 @@ def select_representatives(
     steps += _unswept(sweeps, spaces, coarse_count)
     info = {**(metadata or {})}
     if profile is not None:
-        info.setdefault("profile", {"name": profile.name, "source": profile.source})
+        info.setdefault("profile", _profile_record(profile))
     return RepresentativeSet(target_id, tuple(steps), _plain(info))
+
+
+def _profile_record(profile: HardwareProfile) -> dict[str, Any]:
+    # The whole profile travels with the PR set: the features rebuild the GEMM blocking
+    # from it, so a model never needs the profile file itself.
+    return {**profile.to_dict(), "source": profile.source}
 
 
 def _select_one(
@@ -1372,7 +1378,7 @@ def run_selection(
     )
     sweeps, counts = _measure_sweeps(designs, target, workspace, settings, progress=progress)
     metadata = {
-        "profile": {"name": profile.name, "source": profile.source},
+        "profile": _profile_record(profile),
         "fingerprint_hash": fingerprint_hash(target.fingerprint()),
         "plan_file": _relative(plan_path, workspace.root),
         "min_confidence": min_confidence,

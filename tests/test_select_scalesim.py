@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from prmodel.evaluation import select_for
 from prmodel.layers import LayerKind
-from prmodel.store import MeasurementStore
+from prmodel.representatives import run_selection
 from prmodel.targets import get_target
+from prmodel.workspace import Workspace
 
 pytest.importorskip("scalesim")
 
@@ -20,10 +20,14 @@ def _periods(
     rows: int, cols: int, dataflow: str, folder: Path
 ) -> dict[tuple[str, str], int | None]:
     target = get_target(f"scalesim:rows={rows},cols={cols},dataflow={dataflow},mode=fast")
-    with MeasurementStore(folder / "store.sqlite") as store:
-        selected = select_for(
-            target, store=store, kinds=(LayerKind.CONV, LayerKind.DENSE), progress=False
-        )
+    workspace = Workspace.at(folder).create()
+    selected = run_selection(
+        target,
+        workspace=workspace,
+        kinds=(LayerKind.CONV, LayerKind.DENSE),
+        progress=False,
+        plots=False,
+    ).representatives
     return {
         (s.kind.value, s.parameter): (s.period if s.has_steps else None) for s in selected.steps
     }
