@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -54,6 +52,7 @@ from prmodel.estimator import (
 )
 from prmodel.graph import NetworkKernels, load_network
 from prmodel.layers import LayerConfig, LayerKind
+from prmodel.machine import machine_info
 from prmodel.metrics import summarize
 from prmodel.targets import Target, get_target
 from prmodel.workspace import Workspace
@@ -69,24 +68,7 @@ MIN_LAYER_US = 20.0
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, cores, load and library versions of this run."""
-    import onnxruntime
-
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    except OSError:
-        model = platform.processor()
-    return {
-        "cpu_model": model or platform.machine(),
-        "logical_cores": os.cpu_count(),
-        "load_average": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime.__version__,
-    }
+    return machine_info(libraries=("onnxruntime",))
 
 
 # -- models ----------------------------------------------------------------------------------------

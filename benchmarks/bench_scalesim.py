@@ -39,11 +39,11 @@ from prmodel.evaluation import (
     EvaluationResult,
     EvaluationSettings,
     evaluate,
-    machine_info,
     markdown_report,
     write_report,
 )
 from prmodel.layers import LayerKind
+from prmodel.machine import machine_info
 from prmodel.targets import get_target
 from prmodel.workspace import Workspace
 
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "benchmark": "bench_scalesim",
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine_info(),
+        "machine": machine_info(libraries=("scalesim", "xgboost-cpu")),
         "target": target.target_id,
         "target_fingerprint": target.fingerprint(),
         "settings": settings.as_dict(),

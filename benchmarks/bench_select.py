@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +31,7 @@ import numpy as np
 
 from prmodel.hardware import profile_for
 from prmodel.layers import LayerKind
+from prmodel.machine import machine_info
 from prmodel.representatives import ParameterSweep, SelectionResult, detect_steps, run_selection
 from prmodel.sampling import initial_sweeps
 from prmodel.store import MeasurementStore
@@ -56,20 +55,7 @@ KEY_SWEEPS = ((LayerKind.CONV, "out_channels"), (LayerKind.DENSE, "out_channels"
 
 
 def machine() -> dict[str, Any]:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_model": model,
-        "logical_cores": os.cpu_count(),
-        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
-        "python": platform.python_version(),
-    }
+    return machine_info(libraries=("onnxruntime",))
 
 
 def select_on(spec: str, kinds: list[LayerKind], root: Path) -> tuple[Target, SelectionResult]:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import tempfile
 import time
 from dataclasses import asdict
@@ -36,6 +35,7 @@ import numpy as np
 import pandas as pd
 
 from prmodel.layers import LayerConfig
+from prmodel.machine import machine_info
 from prmodel.store import MeasurementStore
 from prmodel.sweep import CANARY_LAYER, MeasureSettings, measure_layers
 from prmodel.targets import Target, get_target
@@ -179,22 +179,7 @@ def repeatability(target_spec: str, settings: MeasureSettings) -> dict[str, Any]
 
 
 def machine() -> dict[str, Any]:
-    model = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    import onnxruntime
-
-    return {
-        "cpu": model,
-        "logical_cores": os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "onnxruntime": onnxruntime.__version__,
-    }
+    return machine_info(libraries=("onnxruntime",))
 
 
 _SHARE_KEYS = ("prepare", "run_points", "run_canary", "finish_close", "runner_own")

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -41,6 +40,7 @@ import pandas as pd
 from prmodel.frames import layers_to_frame
 from prmodel.hardware import analytic_profile
 from prmodel.layers import LayerConfig, LayerKind
+from prmodel.machine import machine_info
 from prmodel.model_store import REGRESSORS
 from prmodel.representatives import ParameterSteps, RepresentativeSet
 from prmodel.space import default_space
@@ -54,21 +54,7 @@ RANDOM = "xgboost (random samples)"
 
 
 def machine() -> dict[str, Any]:
-    """CPU model, cores usable by this process, and load (the machine is shared)."""
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "cores": len(os.sched_getaffinity(0)),
-        "load_average": list(os.getloadavg()),
-        "python": platform.python_version(),
-    }
+    return machine_info(libraries=("xgboost-cpu", "scikit-learn", "optuna"))
 
 
 def analytic_representatives(target: AnalyticTarget) -> RepresentativeSet:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import platform
 import sys
 from pathlib import Path
+from typing import Any
 
 from prmodel.errors import PrmodelError
+from prmodel.machine import machine_info
 from prmodel.zoo import REFERENCE_NETWORKS, ExportedNetwork, export_all
 
 ROOT = Path(__file__).resolve().parent
@@ -45,15 +46,8 @@ def _row(result: ExportedNetwork) -> str:
     )
 
 
-def _machine() -> dict[str, object]:
-    model = "unknown"
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.partition(":")[2].strip()
-                break
-    return {"cpu": model, "cores": os.cpu_count(), "platform": platform.platform()}
+def _machine() -> dict[str, Any]:
+    return machine_info(libraries=("torch", "torchvision", "onnx"))
 
 
 def _record(results: list[ExportedNetwork], args: argparse.Namespace) -> dict[str, object]:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import tempfile
 import time
 import warnings
@@ -46,6 +45,7 @@ import pandas as pd
 from prmodel.errors import PrmodelError
 from prmodel.frames import layers_from_frame
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
+from prmodel.machine import machine_info
 from prmodel.metrics import summarize
 from prmodel.sampling import SAMPLERS
 from prmodel.workspace import Workspace
@@ -809,7 +809,7 @@ def evaluate(
         representatives_path=pr_path,
         network_names=tuple(per_network),
         seconds=time.perf_counter() - started,
-        machine=machine_info(),
+        machine=machine_info(libraries=("onnxruntime", "xgboost-cpu")),
     )
 
 
@@ -900,21 +900,6 @@ def _common_max(a: pd.Series, b: pd.Series) -> int | None:
 
 
 # -- reports ----------------------------------------------------------------------------------
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model and core count of this machine (for reports)."""
-    import os
-
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version()}
 
 
 def write_report(result: EvaluationResult, folder: str | Path) -> list[Path]:
@@ -1169,7 +1154,6 @@ __all__ = [
     "ensure_representatives",
     "evaluate",
     "log_evaluation",
-    "machine_info",
     "markdown_report",
     "network_layers",
     "noise_floor",
