@@ -321,7 +321,7 @@ def markdown(info: dict[str, Any]) -> str:
     lines = [
         f"# bench_estimate ({info['mode']})",
         "",
-        f"Machine: {info['machine']['cpu_model']}, {info['machine']['logical_cores']} logical "
+        f"Machine: {info['machine']['cpu']}, {info['machine']['logical_cores']} logical "
         f"cores, load {info['machine']['load_average'][0]:.1f}; target {info['target_id']}; "
         f"{info['settings']['rounds']} rounds x {info['settings']['runs']} runs per network.",
         "",

@@ -237,8 +237,8 @@ def markdown(report: dict[str, Any]) -> str:
     lines = [
         "# bench_select: Performance Representatives found by `prmodel select`",
         "",
-        f"Machine: {m['cpu_model']}, {m['logical_cores']} logical cores, "
-        f"1-min load {m['load_average_1m']} at the end (shared machine).",
+        f"Machine: {m['cpu']}, {m['logical_cores']} logical cores, "
+        f"load average {m['load_average']} (shared machine).",
         f"Settings: {json.dumps(report['settings'])}",
     ]
     for entry in report["targets"]:

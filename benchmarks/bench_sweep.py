@@ -9,6 +9,11 @@ for the kernel time), so ``overhead_runner = (T / P / n - 2 * wall median) / ker
 the runner adds beyond those two executions (sessions, warm-ups, canary, disturbed rounds,
 bookkeeping).
 
+Per call: ``wall median - kernel median`` over the kernel median is what one timed call
+through ``run_with_iobinding`` costs beyond the layer's own kernel (``per_call_overhead``;
+this includes the lone layer's layout reorders, which are also reported alone, and the
+session's dispatch), the distortion the harness adds to what it measures.
+
 Where the time goes: the target is wrapped so that the time spent inside ``prepare``,
 ``run`` (points and canary apart) and ``finish``/``close`` is summed; the rest of the sweep's
 wall time is the runner's own work (scheduling, statistics, SQLite commits). Shares of T.
@@ -134,6 +139,9 @@ def overhead(name: str, target_spec: str, settings: MeasureSettings) -> dict[str
     per_call_us = seconds * 1e6 / len(layers) / frame["n"].to_numpy()
     kernel = frame["median_us"].to_numpy()
     wall = frame["wall_median_us"].to_numpy()
+    reorder = frame["reorder_median_us"].fillna(0.0).to_numpy()
+    per_call = (wall - kernel) / kernel
+    dispatch = (wall - kernel - reorder) / kernel
     total = (per_call_us - kernel) / kernel
     runner = (per_call_us - 2 * wall) / kernel
     return {
@@ -144,6 +152,13 @@ def overhead(name: str, target_spec: str, settings: MeasureSettings) -> dict[str
         "kernel_median_us": round(float(np.median(kernel)), 1),
         "calls_per_point_median": int(np.median(frame["n"])),
         "rounds_median": float(np.median(frame["rounds"])),
+        "per_call_overhead_median": round(float(np.median(per_call)), 3),
+        "per_call_overhead_spread": [
+            round(float(per_call.min()), 3),
+            round(float(per_call.max()), 3),
+        ],
+        "reorder_share_median": round(float(np.median(reorder / kernel)), 3),
+        "dispatch_overhead_median": round(float(np.median(dispatch)), 3),
         "overhead_total_median": round(float(np.median(total)), 3),
         "overhead_total_spread": [round(float(total.min()), 3), round(float(total.max()), 3)],
         "overhead_runner_median": round(float(np.median(runner)), 3),
@@ -206,16 +221,27 @@ def main() -> None:
         "repeatability": repeat,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
-    load = info["load_average_at_start"]
+    load = info["load_average"]
     print(f"machine: {info['cpu']}, {info['logical_cores']} cores, load average {load}")
     print(f"target: {target.target_id}, pinned cpu: {args.pin}")
-    header = ("size", "kernel µs", "calls/pt", "rounds", "overhead total", "overhead runner")
-    print("{:<8}{:>11}{:>10}{:>8}{:>16}{:>17}".format(*header))
+    header = (
+        "size",
+        "kernel µs",
+        "calls/pt",
+        "rounds",
+        "per call",
+        "reorders",
+        "dispatch",
+        "sweep total",
+        "runner",
+    )
+    print("{:<8}{:>11}{:>10}{:>8}{:>10}{:>10}{:>10}{:>13}{:>9}".format(*header))
     for r in rows:
         print(
             f"{r['size']:<8}{r['kernel_median_us']:>11}{r['calls_per_point_median']:>10}"
-            f"{r['rounds_median']:>8}{r['overhead_total_median']:>16.1%}"
-            f"{r['overhead_runner_median']:>17.1%}"
+            f"{r['rounds_median']:>8}{r['per_call_overhead_median']:>10.1%}"
+            f"{r['reorder_share_median']:>10.1%}{r['dispatch_overhead_median']:>10.1%}"
+            f"{r['overhead_total_median']:>13.1%}{r['overhead_runner_median']:>9.1%}"
         )
     print("share of sweep time: " + ", ".join(_SHARE_KEYS))
     for r in rows:

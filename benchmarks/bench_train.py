@@ -229,7 +229,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# bench_train: regressors on PR samples",
         "",
         f"Run {report['created']} on {report['machine']['cpu']}, "
-        f"{report['machine']['cores']} cores (shared; load average at start "
+        f"{report['machine']['logical_cores']} cores (shared; load average at start "
         f"{report['machine']['load_average'][0]:.1f}).",
         "",
         f"Settings: {json.dumps(report['settings'])}.",
@@ -274,7 +274,7 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     info = machine()
-    print(f"machine: {info['cpu']}, {info['cores']} cores, load {info['load_average']}")
+    print(f"machine: {info['cpu']}, {info['logical_cores']} cores, load {info['load_average']}")
     started = time.perf_counter()
     rows = analytic_rows(args)
     if args.workspace is not None:

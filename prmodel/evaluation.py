@@ -976,7 +976,7 @@ def markdown_report(result: EvaluationResult) -> str:
     lines = [
         f"# Evaluation on {result.target_id}",
         "",
-        f"Machine: {result.machine.get('cpu')}, {result.machine.get('cores')} cores. "
+        f"Machine: {result.machine.get('cpu')}, {result.machine.get('logical_cores')} cores. "
         f"Regressor {s.regressor}, {s.trials} Optuna trials per fit"
         f"{' (default hyper-parameters)' if s.trials == 0 else ''}, seeds 0-{s.seeds - 1}, "
         f"PR features {'on' if s.pr_features else 'off'} for every sampler. "
