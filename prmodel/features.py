@@ -42,11 +42,10 @@ from prmodel.layers import (
     ACTIVATIONS,
     FUSIBLE_KINDS,
     PARAMETERS,
-    InvalidLayerError,
     LayerConfig,
     LayerKind,
 )
-from prmodel.representatives import ParameterSteps, RepresentativeSet
+from prmodel.representatives import ParameterSteps, RepresentativeSet, plateau_layer
 
 _WINDOWED = (LayerKind.CONV, LayerKind.MAXPOOL, LayerKind.AVGPOOL)
 _GEMM_KINDS = (LayerKind.CONV, LayerKind.DENSE)
@@ -240,27 +239,6 @@ def profile_of(representatives: RepresentativeSet) -> HardwareProfile | None:
         return HardwareProfile.from_dict(known, source=f"PR set {representatives.target_id}")
     except ProfileError:
         return None  # a hand-edited profile: the features simply go without GEMM blocks
-
-
-def plateau_layer(steps: Sequence[ParameterSteps], layer: LayerConfig) -> LayerConfig:
-    """``layer`` with each stepped parameter of ``steps`` at its plateau's representative.
-
-    See :meth:`FeatureSpec.plateau_of` (grouped convolutions are left as they are).
-    """
-    if layer.kind is LayerKind.CONV and layer.groups > 1:
-        return layer
-    rounded = layer
-    for parameter in steps:
-        if not parameter.has_steps or parameter.kind is not layer.kind:
-            continue
-        value = getattr(rounded, parameter.parameter)
-        target = parameter.representative(value)
-        if target != value:
-            try:
-                rounded = rounded.with_params(**{parameter.parameter: target})
-            except InvalidLayerError:
-                continue
-    return rounded
 
 
 def gemm_view(layer: LayerConfig) -> tuple[int, int, int, int]:

@@ -124,6 +124,17 @@ class ParameterSteps:
         return self.boundary_at_or_above(value)
 
     @property
+    def maps_other_layers(self) -> bool:
+        """Whether other layers may be moved onto these plateaus (see :func:`plateau_layer`).
+
+        A periodic staircase comes from the hardware's blocking and holds whatever the other
+        parameters are. Irregular breakpoints were found on the swept base layer only and
+        usually depend on its other parameters (on a systolic array a conv's channel steps
+        are the folds of ``channels * kernel_h * kernel_w``), so they do not carry over.
+        """
+        return self.has_steps and self.period is not None
+
+    @property
     def label(self) -> str:
         """``period 16`` / ``period 16 + 3`` / ``5 breakpoints`` / ``no steps``."""
         if not self.has_steps:
@@ -171,21 +182,9 @@ class RepresentativeSet:
     def plateau_of(self, layer: LayerConfig) -> LayerConfig:
         """``layer`` with every stepped parameter moved to its plateau's representative.
 
-        Parameters whose rounding would make the layer invalid (for example output
-        channels no longer divisible by groups) keep their value.
+        See :func:`plateau_layer`.
         """
-        rounded = layer
-        for name, steps in self.for_kind(layer.kind).items():
-            if not steps.has_steps:
-                continue
-            value = getattr(rounded, name)
-            target = steps.representative(value)
-            if target != value:
-                try:
-                    rounded = rounded.with_params(**{name: target})
-                except InvalidLayerError:
-                    continue
-        return rounded
+        return plateau_layer(self.steps, layer)
 
     @property
     def kinds(self) -> tuple[LayerKind, ...]:
@@ -386,6 +385,30 @@ Noise = float | np.ndarray
 
 _TRUNCATE = 3.0  # on noisy sweeps, residuals beyond 3 noise units cost as outliers do
 _EVIDENCE_SCALE = 10.0  # a score difference of 10 is "very strong" evidence (Kass & Raftery)
+
+
+def plateau_layer(steps: Sequence[ParameterSteps], layer: LayerConfig) -> LayerConfig:
+    """``layer`` with each periodic stepped parameter at its plateau's representative.
+
+    Grouped convolutions are left as they are (their staircases were not swept), and so are
+    parameters with irregular breakpoints (:attr:`ParameterSteps.maps_other_layers`) and
+    parameters whose rounding would make the layer invalid (for example output channels no
+    longer divisible by groups).
+    """
+    if layer.kind is LayerKind.CONV and layer.groups > 1:
+        return layer
+    rounded = layer
+    for parameter in steps:
+        if parameter.kind is not layer.kind or not parameter.maps_other_layers:
+            continue
+        value = getattr(rounded, parameter.parameter)
+        target = parameter.representative(value)
+        if target != value:
+            try:
+                rounded = rounded.with_params(**{parameter.parameter: target})
+            except InvalidLayerError:
+                continue
+    return rounded
 
 
 @dataclass(frozen=True)

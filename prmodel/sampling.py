@@ -266,7 +266,7 @@ def _plateau_draws(
     rng: np.random.Generator,
 ) -> list[LayerConfig]:
     """Random layers of ``space`` moved to their plateau representatives, unique and valid."""
-    from prmodel.features import plateau_layer
+    from prmodel.representatives import plateau_layer
 
     found: dict[str, LayerConfig] = {}
     for _ in range(budget * 50):

@@ -369,3 +369,16 @@ def test_plots_show_every_swept_parameter(tmp_path: Path) -> None:
     written = save_plots(RepresentativeSet.load(pr.save(tmp_path / "t.yaml")), tmp_path / "plots")
     assert sorted(p.name for p in written) == ["conv-height.png", "conv-out_channels.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
+
+
+def test_plateau_of_maps_periodic_steps_but_not_irregular_breakpoints() -> None:
+    periodic = ParameterSteps(LayerKind.CONV, "out_channels", True, period=16)
+    irregular = ParameterSteps(LayerKind.CONV, "channels", True, breakpoints=(4, 8, 11, 15))
+    prs = RepresentativeSet("t", (periodic, irregular))
+    layer = LayerConfig.create("conv", channels=9, height=8, width=8, out_channels=20, kernel=3)
+    mapped = prs.plateau_of(layer)
+    assert mapped.out_channels == 32
+    # breakpoints found on the sweep's base layer (kernel 3) do not carry over to other layers
+    assert mapped.channels == 9
+    grouped = layer.with_params(channels=4, out_channels=20, groups=4)
+    assert prs.plateau_of(grouped) == grouped
