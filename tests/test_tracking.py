@@ -79,6 +79,8 @@ def test_run_is_logged_with_metrics_plots_and_model(
 
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    # A user's own tracking store keeps MLflow's default artifact root, ./mlruns: not the repo.
+    monkeypatch.chdir(tmp_path)
     pr_file = workspace.representatives_path(TARGET.target_id)
     pr_file.write_text("target_id: analytic-b16-l8\nparameters: []\n")
     report = train(workspace, "xgboost", pr_file)
