@@ -177,7 +177,8 @@ def test_kernel_and_wall_are_both_microseconds() -> None:
     # tens to hundreds of µs on any CPU and both clocks must agree within a wide factor.
     _, timings = _measure(CONV, batches=(10, 10))
     kernel, wall = statistics.median(timings.kernel_us), statistics.median(timings.wall_us)
-    assert 1 < kernel < 100_000
+    assert kernel > 1.0, f"{kernel} µs: too small for this conv (a unit slip?)"
+    assert kernel < 100_000
     assert kernel / 5 < wall < kernel * 5
 
 
