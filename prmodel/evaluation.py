@@ -257,7 +257,6 @@ class EvaluationResult:
 def ensure_representatives(
     target: Target,
     *,
-    store: MeasurementStore,
     workspace: Workspace,
     kinds: Sequence[LayerKind],
     measure: MeasureSettings | None = None,
@@ -769,7 +768,6 @@ def evaluate(
         digest = store.register_target(target.target_id, target.fingerprint())
         representatives, pr_path = ensure_representatives(
             target,
-            store=store,
             workspace=workspace,
             kinds=settings.kinds,
             measure=settings.measure,
