@@ -40,17 +40,7 @@ from prmodel.targets import Target, get_target
 from prmodel.workspace import Workspace
 
 RESULTS = Path(__file__).parent / "results"
-COLUMNS = (
-    "kind",
-    "parameter",
-    "steps",
-    "offset",
-    "start",
-    "confidence",
-    "prs",
-    "points",
-    "profile",
-)
+COLUMNS = SelectionResult.TABLE_COLUMNS
 KEY_SWEEPS = ((LayerKind.CONV, "out_channels"), (LayerKind.DENSE, "out_channels"))
 
 

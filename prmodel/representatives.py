@@ -36,7 +36,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import yaml
@@ -1323,6 +1323,19 @@ class SelectionResult:
     skipped: int
     failed: int
     seconds: float
+
+    TABLE_COLUMNS: ClassVar[tuple[str, ...]] = (
+        "kind",
+        "parameter",
+        "steps",
+        "offset",
+        "start",
+        "confidence",
+        "prs",
+        "points",
+        "profile",
+    )
+    """The columns of :meth:`rows` that a summary table shows, in order."""
 
     def rows(self) -> list[dict[str, Any]]:
         """One summary row per analysed parameter (the CLI's and the benchmark's table)."""

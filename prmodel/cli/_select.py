@@ -38,17 +38,6 @@ SpaceOption = Annotated[
     Path | None,
     typer.Option("--space", help="YAML file with parameter spaces replacing the defaults."),
 ]
-SELECT_COLUMNS = [
-    "kind",
-    "parameter",
-    "steps",
-    "offset",
-    "start",
-    "confidence",
-    "prs",
-    "points",
-    "profile",
-]
 
 
 class SelectCommandError(PrmodelError, ValueError):
@@ -161,7 +150,7 @@ def _render_selection(result: SelectionResult, *, json_output: bool) -> None:
     print_table(
         rows,
         title=f"Performance Representatives of {result.representatives.target_id}",
-        columns=SELECT_COLUMNS,
+        columns=result.TABLE_COLUMNS,
     )
     console.print(
         f"measured {result.measured}, reused {result.skipped}, failed {result.failed} "
