@@ -5,14 +5,20 @@ again, and the runtime adds a little work between kernels (DESIGN.md: the layer 
 underestimates whole networks by 3-13 %, mostly in weight-heavy layers). A calibration
 fitted from measured networks corrects the total::
 
-    total_us = scale * sum_us + us_per_weight_mb * hot_weight_mb + offset_us
+    total_us = scale * sum_us + us_per_weight_mb * hot_weight_mb
+               + us_per_kernel * kernels + offset_us
 
 ``sum_us`` is the sum of the kernel predictions; ``hot_weight_mb`` the weights (MB) of
 kernels whose weights fit in the last-level cache (``weight_cap_bytes``): those are the
 ones that were cache-resident when measured alone but are cold in the network, while
-larger ones stream from memory either way. Which of the three terms are used is chosen by
+larger ones stream from memory either way; ``kernels`` the number of kernels that run (not
+the free ones). ``us_per_kernel`` is the one signed coefficient: a layer's own time comes
+from the profiler, which adds a few µs of bookkeeping to every kernel it times, and a
+network's plain run has none of it but pays the runtime's step from kernel to kernel, so
+the fit decides the sign. Which terms are used is chosen by
 leave-one-network-out error, so a term is only kept when it predicts networks it was not
-fitted on better. The fit minimises relative errors with non-negative coefficients.
+fitted on better. The fit minimises relative errors, the other coefficients non-negative.
+A kernel's calibrated time is never below zero.
 
 Unmodelled kernels (Softmax, Concat, layout reorders, ...) get a fitted cost too: per op,
 ``fixed_us + us_per_mb * MB moved``, fitted on their profiled times in the same networks.
@@ -42,7 +48,9 @@ CALIBRATION_FORMAT = 1
 DEFAULT_WEIGHT_CAP_BYTES = 32 * 2**20
 """Cache size assumed where the target does not report its last-level cache."""
 
-TERMS: tuple[str, ...] = ("scale", "weights", "offset")
+TERMS: tuple[str, ...] = ("scale", "weights", "offset", "kernels")
+SIGNED_TERMS: tuple[str, ...] = ("kernels",)
+"""Terms whose coefficient may be negative (see the module doc)."""
 MIN_OP_SAMPLES = 3
 """Profiled kernels an op needs before it gets a bandwidth fit of its own."""
 
@@ -116,6 +124,7 @@ class Calibration:
     scale: float = 1.0
     us_per_weight_mb: float = 0.0
     offset_us: float = 0.0
+    us_per_kernel: float = 0.0
     weight_cap_bytes: int = DEFAULT_WEIGHT_CAP_BYTES
     terms: tuple[str, ...] = ("scale",)
     unmodelled: tuple[BandwidthFit, ...] = ()
@@ -133,10 +142,14 @@ class Calibration:
     def kernel_us(
         self, predicted_us: npt.ArrayLike, weight_bytes: npt.ArrayLike
     ) -> npt.NDArray[np.float64]:
-        """Per-kernel calibrated times (the network-level ``offset_us`` is not spread)."""
+        """Per-kernel calibrated times, at least 0 (the network's ``offset_us`` is not spread).
+
+        Pass the kernels that run (not the free ones): each gets ``us_per_kernel``.
+        """
         predicted = np.asarray(predicted_us, dtype=np.float64)
         hot_mb = self.hot_weight_bytes(weight_bytes) / _MB
-        return self.scale * predicted + self.us_per_weight_mb * hot_mb
+        calibrated = self.scale * predicted + self.us_per_weight_mb * hot_mb + self.us_per_kernel
+        return np.maximum(calibrated, 0.0)
 
     def total_us(self, predicted_us: npt.ArrayLike, weight_bytes: npt.ArrayLike) -> float:
         """The calibrated network latency from its kernels' predictions and weights."""
@@ -153,9 +166,11 @@ class Calibration:
         parts = [f"{self.scale:.3f} x sum"]
         if "weights" in self.terms:
             parts.append(f"{self.us_per_weight_mb:.1f} us/MB hot weights")
+        if "kernels" in self.terms:
+            parts.append(f"{self.us_per_kernel:.2f} us per kernel")
         if "offset" in self.terms:
             parts.append(f"{self.offset_us:.1f} us")
-        return " + ".join(parts)
+        return " + ".join(parts).replace("+ -", "- ")
 
     # -- files --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -191,6 +206,7 @@ class Calibration:
                 scale=float(data["scale"]),
                 us_per_weight_mb=float(data["us_per_weight_mb"]),
                 offset_us=float(data["offset_us"]),
+                us_per_kernel=float(data.get("us_per_kernel", 0.0)),
                 weight_cap_bytes=int(data["weight_cap_bytes"]),
                 terms=tuple(data["terms"]),
                 unmodelled=tuple(_bandwidth_fit(f) for f in data.get("unmodelled", ())),
@@ -266,6 +282,7 @@ def fit_calibration(
         scale=coefficients[0],
         us_per_weight_mb=coefficients[1],
         offset_us=coefficients[2],
+        us_per_kernel=coefficients[3],
         weight_cap_bytes=weight_cap_bytes,
         terms=terms,
         unmodelled=unmodelled,
@@ -316,8 +333,8 @@ def _bandwidth_fit_of(op: str, rows: pd.DataFrame) -> BandwidthFit:
     return BandwidthFit(op, float(fixed), float(per_mb), len(rows), float(100 * errors.mean()))
 
 
-def _features(base: Calibration, kernels: pd.DataFrame) -> tuple[float, float, float]:
-    """(sum of predictions with fitted unmodelled costs, hot weight MB, 1) of one network."""
+def _features(base: Calibration, kernels: pd.DataFrame) -> tuple[float, float, float, float]:
+    """(Sum of predictions with fitted unmodelled costs, hot weight MB, 1, kernels that run)."""
     predicted = kernels["predicted_us"].to_numpy(dtype=np.float64).copy()
     unmodelled = (kernels["status"] == "unmodelled").to_numpy()
     for index in np.flatnonzero(unmodelled):
@@ -326,7 +343,7 @@ def _features(base: Calibration, kernels: pd.DataFrame) -> tuple[float, float, f
             predicted[index] = float(fit.predict(kernels["bytes_moved"].iloc[index]))
     active = (kernels["status"] != "free").to_numpy()
     hot = base.hot_weight_bytes(kernels["weight_bytes"].to_numpy(dtype=np.float64)[active])
-    return float(predicted.sum()), float(hot.sum() / _MB), 1.0
+    return float(predicted.sum()), float(hot.sum() / _MB), 1.0, float(active.sum())
 
 
 def _select_terms(
@@ -335,7 +352,7 @@ def _select_terms(
     """The term set with the lowest leave-one-network-out MAPE (fewest terms on ties)."""
     candidates = [
         ("scale",),
-        *(("scale", *c) for r in (1, 2) for c in itertools.combinations(TERMS[1:], r)),
+        *(("scale", *c) for r in (1, 2, 3) for c in itertools.combinations(TERMS[1:], r)),
     ]
     usable = [terms for terms in candidates if len(measured) > len(terms)]
     if not usable:
@@ -361,17 +378,21 @@ def _leave_one_out(
 
 def _fit(
     features: np.ndarray, measured: np.ndarray, terms: tuple[str, ...]
-) -> tuple[float, float, float]:
-    """Non-negative least squares on relative errors over the chosen terms."""
+) -> tuple[float, float, float, float]:
+    """Least squares on relative errors over the chosen terms (signed ones as +/- pairs)."""
     from scipy.optimize import nnls
 
     columns = [TERMS.index(t) for t in terms]
-    design = features[:, columns] / measured[:, None]
+    signed = [TERMS.index(t) for t in terms if t in SIGNED_TERMS]
+    design = features[:, columns + signed] / measured[:, None]
+    design[:, len(columns) :] *= -1
     solution, _ = nnls(design, np.ones(len(measured)))
-    coefficients = [0.0, 0.0, 0.0]
-    for column, value in zip(columns, solution, strict=True):
-        coefficients[column] = float(value)
-    return coefficients[0], coefficients[1], coefficients[2]
+    coefficients = [0.0] * len(TERMS)
+    for column, value in zip(columns, solution[: len(columns)], strict=True):
+        coefficients[column] += float(value)
+    for column, value in zip(signed, solution[len(columns) :], strict=True):
+        coefficients[column] -= float(value)
+    return coefficients[0], coefficients[1], coefficients[2], coefficients[3]
 
 
 def _bandwidth_fit(data: Mapping[str, Any]) -> BandwidthFit:

@@ -269,6 +269,38 @@ def test_fit_uses_the_weight_term_where_weights_explain_the_gap() -> None:
     assert calibration.loo_mape is not None and calibration.loo_mape < 0.1
 
 
+def _many_kernels(name: str, count: int, each_us: float, measured: float) -> CalibrationSample:
+    kernels = pd.DataFrame(
+        {
+            "op": ["Conv"] * count + ["Flatten"],
+            "status": ["modelled"] * count + ["free"],
+            "predicted_us": [each_us] * count + [0.0],
+            "bytes_moved": [1000] * (count + 1),
+            "weight_bytes": [0] * (count + 1),
+        }
+    )
+    return CalibrationSample(name, measured, kernels)
+
+
+def test_fit_finds_a_negative_per_kernel_term() -> None:
+    # measured = 1.1 x sum - 3 us per running kernel (the free Flatten does not count)
+    cases = [(10, 50.0), (200, 8.0), (40, 120.0), (120, 15.0), (60, 30.0)]
+    samples = [
+        _many_kernels(f"n{i}", n, us, 1.1 * n * us - 3 * n) for i, (n, us) in enumerate(cases)
+    ]
+    calibration = fit_calibration(samples, target_id="t")
+    assert "kernels" in calibration.terms
+    assert calibration.us_per_kernel == pytest.approx(-3.0, rel=1e-3)
+    assert calibration.scale == pytest.approx(1.1, rel=1e-3)
+    assert "- 3.00 us per kernel" in calibration.formula
+    assert all(abs(n.error_pct) < 1e-3 for n in calibration.networks)
+
+
+def test_calibrated_kernel_times_never_go_below_zero() -> None:
+    calibration = Calibration(target_id="t", scale=1.0, us_per_kernel=-3.0, terms=("scale",))
+    assert calibration.kernel_us([1.0, 10.0], [0, 0]).tolist() == [0.0, 7.0]
+
+
 def test_weights_above_the_cache_cap_are_not_hot() -> None:
     calibration = Calibration(target_id="t", us_per_weight_mb=10.0, weight_cap_bytes=1000)
     assert calibration.hot_weight_bytes([500, 1000, 1001]).tolist() == [500, 1000, 0]
