@@ -308,6 +308,19 @@ def test_a_conv_output_used_twice_is_not_fused(analytic_target: AnalyticTarget) 
 # -- mapping details ------------------------------------------------------------------------------
 
 
+def test_a_per_channel_scale_is_priced_as_a_unary_op(analytic_target: AnalyticTarget) -> None:
+    nodes = [
+        helper.make_node("Mul", ["x", "scale"], ["m"], name="scale"),
+        helper.make_node("Add", ["m", "x"], ["y"], name="add"),
+    ]
+    weights = {"scale": _weight(1, 4, 1, 1)}
+    model = _model(nodes, {"x": [1, 4, 8, 8]}, {"y": [1, 4, 8, 8]}, weights)
+    scale, add = network_kernels(load_network(model), analytic_target).kernels
+    assert scale.layer is not None and scale.layer.kind is LayerKind.RELU
+    assert scale.note == "Mul of a broadcast operand as relu"
+    assert add.layer is not None and add.layer.kind is LayerKind.ADD and not add.note
+
+
 @pytest.mark.parametrize("target", [CPU_EXTENDED, AnalyticTarget()], ids=["ort", "analytic"])
 def test_conv1d_maps_to_a_conv_over_one_row(target: Any) -> None:
     conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv1d", strides=[2], pads=[2, 2])
