@@ -375,6 +375,30 @@ def model_digests(models: Mapping[LayerKind, LayerModel]) -> dict[str, str]:
     return dict(sorted(digests.items()))
 
 
+def network_layers(
+    models: Sequence[ModelInput], target: Target, *, input_shapes: InputShapes = None
+) -> dict[str, list[LayerConfig]]:
+    """The mapped layers of each network, in execution order, by network name.
+
+    The layers are those the estimator predicts for ``target`` (fused activations and
+    residual adds included); kernels without a layer (reorders, Concat, ...) are left out.
+    Networks with equal names are told apart by a ``#2``, ``#3`` suffix.
+
+    Raises:
+        EstimateError: a model cannot be read or mapped (see :func:`load_network`).
+    """
+    mapper = Estimator(target, {}, strict=False)
+    found: dict[str, list[LayerConfig]] = {}
+    for model in models:
+        kernels = mapper.kernels(model, input_shapes=input_shapes)
+        name, number = kernels.network.name, 1
+        while name in found:
+            number += 1
+            name = f"{kernels.network.name}#{number}"
+        found[name] = [k.layer for k in kernels.kernels if k.layer is not None]
+    return found
+
+
 def _as_network(model: ModelInput, input_shapes: InputShapes) -> Network:
     if isinstance(model, NetworkKernels):
         return model.network
@@ -909,4 +933,5 @@ __all__ = [
     "last_level_cache_bytes",
     "measure_network",
     "model_digests",
+    "network_layers",
 ]

@@ -163,7 +163,9 @@ def _render_selection(result: SelectionResult, *, json_output: bool) -> None:
 
 
 def plan(
-    sampler: Annotated[str, typer.Option("--sampler", "-s", help="pr, random or adaptive.")] = "pr",
+    sampler: Annotated[
+        str, typer.Option("--sampler", "-s", help="pr, random, adaptive or networks.")
+    ] = "pr",
     budget: Annotated[int, typer.Option("--budget", "-n", help="Layers per kind.")] = 1000,
     target: TargetOption = "cpu",
     kinds: KindsOption = "all",
@@ -187,6 +189,18 @@ def plan(
             "plateau's PR; 'balanced' uses every PR value equally often (Latin-hypercube style)."
         ),
     ] = "space",
+    networks: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--networks",
+            help="networks only: ONNX files or folders of them whose layers the plan is "
+            "drawn around (repeat the option for several).",
+        ),
+    ] = None,
+    random_share: Annotated[
+        float,
+        typer.Option(help="networks only: share of each budget drawn at random from the space."),
+    ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
     workspace: WorkspaceOption = Path("."),
     json_output: JsonOption = False,
@@ -197,9 +211,14 @@ def plan(
     random draws from the parameter spaces; adaptive measures as it plans: it starts random,
     fits a small model (extra trees on log features) and adds layers around the points it
     predicts worst, measuring through the sweep runner into the store, so sweeping its plan
-    afterwards finds everything measured.
+    afterwards finds everything measured; networks takes the layers that the given ONNX
+    networks run on the target (fused as the runtime fuses them), adds neighbours of them
+    (sizes moved by up to 2x) and a share of random layers: a training set close to the
+    networks you will estimate (--kinds all: the kinds those networks hold).
 
     Example: prmodel plan --sampler pr --budget 1000 --target cpu --kinds conv,dense
+
+    Example: prmodel plan --sampler networks --networks benchmarks/networks --budget 2000
     """
     from prmodel.plans import plan_from_layers, save_plans
     from prmodel.targets import get_target
@@ -208,9 +227,16 @@ def plan(
     chosen = get_target(target)
     chosen_kinds = parse_kinds(kinds)
     spaces = _spaces(space)
-    sample = _sampler(
-        sampler, chosen, ws, spaces, representatives, draw=draw, progress=not json_output
-    )
+    if sampler == "networks":
+        sample, held = _network_sampler(networks, chosen, spaces, random_share)
+        if kinds == "all":
+            chosen_kinds = [kind for kind in LayerKind if kind in held]
+    elif networks:
+        raise SelectCommandError("--networks only applies to --sampler networks")
+    else:
+        sample = _sampler(
+            sampler, chosen, ws, spaces, representatives, draw=draw, progress=not json_output
+        )
     prefix = name or sampler
     plans = []
     for kind in chosen_kinds:
@@ -229,6 +255,35 @@ def plan(
 
 
 DrawFn = Callable[[LayerKind, int, int], "list[LayerConfig]"]
+
+
+def _network_sampler(
+    paths: list[Path] | None,
+    target: Target,
+    spaces: dict[LayerKind, ParameterSpace] | None,
+    random_share: float,
+) -> tuple[DrawFn, set[LayerKind]]:
+    """The networks sampler over the ONNX files named (folders expanded) and their kinds."""
+    from prmodel.estimator import network_layers
+    from prmodel.network_sampling import NetworkSampler
+
+    files: list[Path] = []
+    for path in paths or []:
+        if path.is_dir():
+            found = sorted(path.glob("*.onnx"))
+            if not found:
+                raise SelectCommandError(f"no .onnx files in the folder {path}")
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            raise SelectCommandError(f"network file {path} does not exist")
+    if not files:
+        raise SelectCommandError("--sampler networks needs --networks FILE_OR_FOLDER")
+    layers = network_layers(files, target)
+    sampler = NetworkSampler(layers, spaces, random_share=random_share)
+    held = {layer.kind for found in layers.values() for layer in found}
+    return (lambda kind, budget, seed: sampler.sample(kind, budget, seed=seed)), held
 
 
 def _sampler(
@@ -259,7 +314,8 @@ def _sampler(
         return lambda kind, budget, seed: random.sample(kind, budget, seed=seed)
     if name == "adaptive":
         return _adaptive(target, ws, spaces, progress=progress)
-    raise SelectCommandError(f"unknown sampler {name!r} (samplers: {', '.join(SAMPLERS)})")
+    choices = ", ".join((*SAMPLERS, "networks"))
+    raise SelectCommandError(f"unknown sampler {name!r} (samplers: {choices})")
 
 
 def _adaptive(
