@@ -70,6 +70,15 @@ def test_sweep_json_and_resume(tmp_path: Path) -> None:
     assert (second["plans"][0]["measured"], second["plans"][0]["skipped"]) == (0, 12)
 
 
+def test_max_rounds_bounds_the_rounds_of_a_noisy_point(tmp_path: Path) -> None:
+    plan, ws = write_plan(tmp_path), tmp_path / "ws"
+    target = "fake_targets.NoisyFakeTarget:noise=5"
+    invoke("sweep", str(plan), "-t", target, "-w", str(ws), "--max-rounds", "4", "--json")
+    with sqlite3.connect(ws / "sweeps" / "measurements.sqlite") as conn:
+        rounds = [r for (r,) in conn.execute("SELECT rounds FROM measurements")]
+    assert len(rounds) == 12 and max(rounds) <= 4
+
+
 def test_sweep_table(tmp_path: Path) -> None:
     plan = write_plan(tmp_path)
     output = invoke("sweep", str(plan), "-t", "analytic", "-w", str(tmp_path / "ws"))
@@ -131,6 +140,7 @@ def test_targets_json() -> None:
         ),
         (PLAN, ["-t", "analytic:colour=red"], "analytic target has no option 'colour'"),
         (PLAN, ["-t", "no_such_module.Target"], "cannot load target plugin"),
+        (PLAN, ["-t", "analytic", "--max-rounds", "2"], "--max-rounds must be between 3 and 15"),
     ],
 )
 def test_sweep_errors_are_one_line(
