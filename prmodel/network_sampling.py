@@ -20,11 +20,13 @@ For one kind and a budget it returns
    number or width of groups of a grouped convolution) by a factor between 1/2 and 2,
    channel counts snapped to a multiple of 8 half of the time; less often (half the
    weight) of the structure: another fused activation (or none), the residual add
-   toggled, a plain convolution split into groups of 4 to 64 channels. Kernel, stride and
-   padding are kept and a depthwise convolution stays depthwise, so the neighbours of a
-   network's layers are the layers of its relatives (a network using ReLU6 where the
-   others use ReLU, a RegNet among ResNets); no neighbour costs more MACs or bytes than
-   the largest network layer of its kind;
+   toggled, a plain convolution split into groups of 4 to 64 channels, another square
+   kernel (1, 3, 5 or 7, "same" padding kept), a classifier-style dense layer applied to
+   2 to 4096 tokens (a transformer's or ConvNeXt's MLP). Stride is kept and a depthwise
+   convolution stays depthwise, so the neighbours of a network's layers are the layers of
+   its relatives (a network using ReLU6 where the others use ReLU, a RegNet among
+   ResNets, 7x7 depthwise blocks among 3x3 ones); no neighbour costs more MACs or bytes
+   than the largest network layer of its kind;
 3. random layers of the kind's parameter space for the rest (coverage away from the zoo).
 
 :meth:`NetworkSampler.sample_sources` also says which networks each layer came from, so a
@@ -52,7 +54,11 @@ STRUCTURE_WEIGHT = 0.5
 """Weight of a structural move (activation, residual, split) relative to a size move."""
 FUSED_ACTIVATIONS: tuple[str | None, ...] = (None, "relu", "relu6", "sigmoid", "hardswish")
 """Activations a conv or dense neighbour may take (those ONNX Runtime fuses, or none)."""
-_STRUCTURE_MOVES = frozenset({"activation", "residual", "split"})
+KERNELS: tuple[int, ...] = (1, 3, 5, 7)
+"""Square kernels a conv neighbour may take."""
+MAX_TOKENS = 4096
+"""Most tokens a classifier-style dense neighbour is applied to."""
+_STRUCTURE_MOVES = frozenset({"activation", "residual", "split", "kernel", "to_tokens"})
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,8 @@ class NetworkSampler:
         networks: Each network's mapped layers, by network name (repeats allowed).
         space: The parameter spaces of the random share (default spaces if None).
         random_share: Share (0-1) of the budget drawn at random from the space.
-        neighbour_tries: Attempts per neighbour before a layer's turn is skipped.
+        neighbour_tries: Rounds over all layers that add no new neighbour before the
+            sampler stops looking (and leaves the room to random layers).
     """
 
     def __init__(
@@ -164,7 +171,7 @@ class NetworkSampler:
 def neighbour(
     layer: LayerConfig, rng: np.random.Generator, *, tries: int = 20
 ) -> LayerConfig | None:
-    """A valid layer of the same structure with one or two sizes moved (None if none found)."""
+    """A valid layer one or two moves from ``layer`` (see the module doc); None if none found."""
     moves = _moves(layer)
     if not moves:
         return None
@@ -192,8 +199,8 @@ Params = dict[str, object]
 
 def _moves(layer: LayerConfig) -> list[str]:
     if layer.kind is LayerKind.DENSE:
-        tokens = ["tokens"] if layer.batch > 1 else []
-        return ["channels", "out_channels", *tokens, "activation"]
+        tokens = "tokens" if layer.batch > 1 else "to_tokens"
+        return ["channels", "out_channels", tokens, "activation"]
     if layer.kind is LayerKind.CONV:
         if layer.groups == 1:
             sizes = ["channels", "out_channels", "grid", "split"]
@@ -201,7 +208,8 @@ def _moves(layer: LayerConfig) -> list[str]:
             sizes = ["depthwise", "grid"]
         else:
             sizes = ["group_width", "groups", "grid"]
-        return [*sizes, "activation", "residual"]
+        square = layer.kernel_h == layer.kernel_w and layer.dilation_h == layer.dilation_w == 1
+        return [*sizes, "activation", "residual", *(["kernel"] if square else [])]
     names = ["channels"]
     return names + (["grid"] if layer.height > 1 or layer.width > 1 else [])
 
@@ -275,6 +283,21 @@ def _move_group_width(kind: LayerKind, params: Params, rng: np.random.Generator)
     return {**params, "groups": groups, "out_channels": out_channels}
 
 
+def _to_tokens(kind: LayerKind, params: Params, rng: np.random.Generator) -> Params:
+    """A one-row dense layer applied to a log-uniform number of tokens."""
+    return {**params, "batch": round(math.exp(rng.uniform(math.log(2), math.log(MAX_TOKENS))))}
+
+
+def _move_kernel(kind: LayerKind, params: Params, rng: np.random.Generator) -> Params:
+    """Another square kernel; "same" padding stays "same", other padding stays as it is."""
+    kernel, pad = _as_int(params["kernel_h"]), _as_int(params["pad_h"])
+    others = [k for k in KERNELS if k != kernel]
+    moved = others[int(rng.integers(len(others)))]
+    same = pad == (kernel - 1) // 2 and params["pad_w"] == pad
+    new_pad = (moved - 1) // 2 if same else pad
+    return {**params, "kernel_h": moved, "kernel_w": moved, "pad_h": new_pad, "pad_w": new_pad}
+
+
 def _move_activation(kind: LayerKind, params: Params, rng: np.random.Generator) -> Params:
     others = [a for a in FUSED_ACTIVATIONS if a != params.get("activation")]
     moved = {key: value for key, value in params.items() if key != "activation"}
@@ -303,6 +326,8 @@ _MOVERS = {
     "activation": _move_activation,
     "residual": _toggle_residual,
     "split": _split,
+    "kernel": _move_kernel,
+    "to_tokens": _to_tokens,
 }
 
 
@@ -319,6 +344,8 @@ __all__ = [
     "CHANNEL_ALIGNMENT",
     "FUSED_ACTIVATIONS",
     "GROUP_WIDTHS",
+    "KERNELS",
+    "MAX_TOKENS",
     "NetworkSampler",
     "SampledLayer",
     "layers_by_kind",

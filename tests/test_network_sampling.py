@@ -17,6 +17,8 @@ from prmodel.layers import LayerConfig, LayerKind
 from prmodel.network_sampling import (
     FUSED_ACTIVATIONS,
     GROUP_WIDTHS,
+    KERNELS,
+    MAX_TOKENS,
     NetworkSampler,
     SampledLayer,
     neighbour,
@@ -65,13 +67,14 @@ def test_a_sample_holds_the_originals_then_neighbours_then_random_layers() -> No
     assert all(d.sources for d in drawn if d.origin != "random")
 
 
-def test_neighbours_keep_kernel_stride_padding_and_the_kind_of_grouping() -> None:
+def test_neighbours_keep_stride_same_padding_and_the_kind_of_grouping() -> None:
     drawn = NetworkSampler(NETWORKS, random_share=0.0).sample_sources("conv", 120, seed=0)
     largest = max(layer.macs for layer in (CONV, DEPTHWISE, GROUPED))
     for d in drawn:
         layer = d.layer
         assert layer.macs <= largest
-        assert (layer.kernel_h, layer.stride_h, layer.pad_h) == (3, 1, 1)
+        assert layer.kernel_h == layer.kernel_w and layer.kernel_h in KERNELS
+        assert layer.stride_h == 1 and layer.pad_h == layer.pad_w == (layer.kernel_h - 1) // 2
         assert layer.activation in FUSED_ACTIVATIONS
         if d.sources == frozenset({"a"}):  # neighbours of the depthwise layer
             assert layer.groups == layer.channels == layer.out_channels
@@ -82,15 +85,18 @@ def test_neighbours_keep_kernel_stride_padding_and_the_kind_of_grouping() -> Non
     neighbours = [d.layer for d in drawn if d.origin == "neighbour"]
     assert {layer.activation for layer in neighbours} == set(FUSED_ACTIVATIONS)
     assert {layer.residual for layer in neighbours} == {True, False}
+    assert {layer.kernel_h for layer in neighbours} == set(KERNELS)
     assert any(d.sources == frozenset({"a", "b"}) and d.layer.groups > 1 for d in drawn)
 
 
-def test_dense_neighbours_move_the_tokens_only_of_token_layers() -> None:
+def test_dense_neighbours_move_tokens_and_give_classifiers_some() -> None:
     rng = np.random.default_rng(0)
-    classifier = {neighbour(CLASSIFIER, rng) for _ in range(40)}
-    tokens = {neighbour(TOKENS, rng) for _ in range(40)}
-    assert all(layer is not None and layer.batch == 1 for layer in classifier)
-    assert any(layer is not None and layer.batch != 196 for layer in tokens)
+    classifier = [neighbour(CLASSIFIER, rng) for _ in range(60)]
+    tokens = [neighbour(TOKENS, rng) for _ in range(60)]
+    batches = [layer.batch for layer in classifier if layer is not None]
+    assert len(batches) == 60 and 1 in batches
+    assert all(1 <= b <= MAX_TOKENS for b in batches) and len(set(batches)) > 5
+    assert any(layer is not None and layer.batch not in (1, 196) for layer in tokens)
 
 
 def test_too_many_originals_give_a_seeded_subset() -> None:
@@ -161,7 +167,7 @@ def test_plan_draws_around_the_networks_of_a_folder(tmp_path: Path) -> None:
     result = runner.invoke(
         app,
         [
-            "plan", "--sampler", "networks", "--networks", str(folder), "--budget", "30",
+            "plan", "--sampler", "networks", "--networks", str(folder), "--budget", "conv=40,30",
             "--target", "analytic", "--out", str(out), "--workspace", str(tmp_path / "ws"),
             "--json",
         ],
@@ -174,7 +180,8 @@ def test_plan_draws_around_the_networks_of_a_folder(tmp_path: Path) -> None:
         [folder / "resnet.onnx", folder / "mobilenet.onnx"], AnalyticTarget()
     ).values() for layer in layers}  # fmt: skip
     assert set(plans) == held  # --kinds all: the kinds the networks hold
-    assert all(len(plan.layers()) == 30 for plan in plans.values())
+    assert all(len(p.layers()) == (40 if k is LayerKind.CONV else 30) for k, p in plans.items())
+    assert data["budget"] == 30 and data["budget_by_kind"] == {"conv": 40}
     assert {row["plan"] for row in data["plans"]} == {f"networks-{k.value}" for k in held}
 
 
@@ -184,6 +191,10 @@ def test_plan_draws_around_the_networks_of_a_folder(tmp_path: Path) -> None:
         (["--sampler", "networks"], "needs --networks"),
         (["--sampler", "networks", "--networks", "missing.onnx"], "does not exist"),
         (["--sampler", "random", "--networks", "x.onnx"], "only applies to --sampler networks"),
+        (["--sampler", "random", "--budget", "conv=20"], "needs a default budget"),
+        (["--sampler", "random", "--budget", "20,30"], "more than one default budget"),
+        (["--sampler", "random", "--budget", "conv=many,3"], "'conv=many' is not a number"),
+        (["--sampler", "random", "--budget", "softmax=3,3"], "unknown layer kind"),
     ],
 )
 def test_plan_refuses_bad_network_requests(tmp_path: Path, args: list[str], message: str) -> None:

@@ -166,7 +166,14 @@ def plan(
     sampler: Annotated[
         str, typer.Option("--sampler", "-s", help="pr, random, adaptive or networks.")
     ] = "pr",
-    budget: Annotated[int, typer.Option("--budget", "-n", help="Layers per kind.")] = 1000,
+    budget: Annotated[
+        str,
+        typer.Option(
+            "--budget",
+            "-n",
+            help="Layers per kind: a number, or per kind with a default, e.g. conv=2500,400.",
+        ),
+    ] = "1000",
     target: TargetOption = "cpu",
     kinds: KindsOption = "all",
     out: Annotated[
@@ -218,12 +225,13 @@ def plan(
 
     Example: prmodel plan --sampler pr --budget 1000 --target cpu --kinds conv,dense
 
-    Example: prmodel plan --sampler networks --networks benchmarks/networks --budget 2000
+    Example: prmodel plan --sampler networks --networks benchmarks/networks --budget conv=2500,400
     """
     from prmodel.plans import plan_from_layers, save_plans
     from prmodel.targets import get_target
 
     ws = Workspace.at(workspace)
+    default_budget, budgets = parse_budget(budget)
     chosen = get_target(target)
     chosen_kinds = parse_kinds(kinds)
     spaces = _spaces(space)
@@ -240,7 +248,7 @@ def plan(
     prefix = name or sampler
     plans = []
     for kind in chosen_kinds:
-        layers = sample(kind, budget, seed)
+        layers = sample(kind, budgets.get(kind, default_budget), seed)
         if layers:
             plans.append(plan_from_layers(f"{prefix}-{kind.value}", layers, description=sampler))
     if not plans:
@@ -248,13 +256,47 @@ def plan(
     path = save_plans(plans, out or ws.sweeps_dir / f"{prefix}-{chosen.target_id}.yaml")
     rows = [{"plan": p.name, "kind": p.kind.value, "layers": len(p.layers())} for p in plans]
     if json_output:
-        print_json({"file": str(path), "sampler": sampler, "budget": budget, "plans": rows})
+        by_kind = {kind.value: n for kind, n in budgets.items()}
+        print_json(
+            {
+                "file": str(path),
+                "sampler": sampler,
+                "budget": default_budget,
+                "budget_by_kind": by_kind,
+                "plans": rows,
+            }
+        )
         return
     print_table(rows, title=f"{sampler} plan, budget {budget} per kind")
     console.print(f"plan file: {path}  (run it: prmodel sweep {path} --target {target})")
 
 
 DrawFn = Callable[[LayerKind, int, int], "list[LayerConfig]"]
+
+
+def parse_budget(text: str) -> tuple[int, dict[LayerKind, int]]:
+    """``1000`` or ``conv=2500,400``: the default budget and the per-kind ones."""
+    default: int | None = None
+    per_kind: dict[LayerKind, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, _, number = item.rpartition("=")
+        try:
+            value = int(number)
+        except ValueError:
+            raise SelectCommandError(
+                f"--budget {text!r}: {item!r} is not a number of layers (e.g. 400 or conv=2500)"
+            ) from None
+        if value < 1:
+            raise SelectCommandError(f"--budget {text!r}: the budget must be positive, got {value}")
+        if name:
+            per_kind[parse_kind(name.strip())] = value
+        elif default is None:
+            default = value
+        else:
+            raise SelectCommandError(f"--budget {text!r} gives more than one default budget")
+    if default is None:
+        raise SelectCommandError(f"--budget {text!r} needs a default budget, e.g. conv=2500,400")
+    return default, per_kind
 
 
 def _network_sampler(
