@@ -18,7 +18,9 @@ network's plain run has none of it but pays the runtime's step from kernel to ke
 the fit decides the sign. Which terms are used is chosen by
 leave-one-network-out error, so a term is only kept when it predicts networks it was not
 fitted on better. The fit minimises relative errors, the other coefficients non-negative.
-A kernel's calibrated time is never below zero.
+A kernel's calibrated time is never below zero. A network whose kernel sum is more than 3x
+off its measurement (a model extrapolating far outside its training set) is left out of the
+fit and named, since it alone would decide every coefficient.
 
 Unmodelled kernels (Softmax, Concat, layout reorders, ...) get a fitted cost too: per op,
 ``fixed_us + us_per_mb * MB moved``, fitted on their profiled times in the same networks.
@@ -48,6 +50,10 @@ CALIBRATION_FORMAT = 1
 DEFAULT_WEIGHT_CAP_BYTES = 32 * 2**20
 """Cache size assumed where the target does not report its last-level cache."""
 
+MAX_SUM_RATIO = 3.0
+"""Networks whose kernel sum is more than this factor off their measured latency are left
+out of the total's fit: a model that far off (extrapolating) needs fixing, and one such
+network would otherwise decide every coefficient."""
 TERMS: tuple[str, ...] = ("scale", "weights", "offset", "kernels")
 SIGNED_TERMS: tuple[str, ...] = ("kernels",)
 """Terms whose coefficient may be negative (see the module doc)."""
@@ -129,6 +135,8 @@ class Calibration:
     terms: tuple[str, ...] = ("scale",)
     unmodelled: tuple[BandwidthFit, ...] = ()
     networks: tuple[NetworkFit, ...] = ()
+    excluded: tuple[str, ...] = ()
+    """Networks left out of the total's fit (kernel sum off by more than MAX_SUM_RATIO)."""
     loo_mape: float | None = None
     created: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     notes: Mapping[str, Any] = field(default_factory=dict)
@@ -211,6 +219,7 @@ class Calibration:
                 terms=tuple(data["terms"]),
                 unmodelled=tuple(_bandwidth_fit(f) for f in data.get("unmodelled", ())),
                 networks=tuple(_network_fit(n) for n in data.get("networks", ())),
+                excluded=tuple(str(name) for name in data.get("excluded", ())),
                 loo_mape=data.get("loo_mape"),
                 created=str(data.get("created", "")),
                 notes=dict(data.get("notes", {})),
@@ -260,8 +269,12 @@ def fit_calibration(
             (the last-level cache size).
         notes: Free-form facts saved with the calibration (settings, machine).
 
+    Networks whose kernel sum is more than :data:`MAX_SUM_RATIO` off their measurement are
+    left out of the total's fit and named in ``excluded``.
+
     Raises:
-        CalibrationError: no networks, or a network without a positive measured time.
+        CalibrationError: no networks, a network without a positive measured time, or no
+            network whose kernel sum is within MAX_SUM_RATIO of its measurement.
     """
     if not samples:
         raise CalibrationError("calibration needs at least one measured network")
@@ -274,9 +287,19 @@ def fit_calibration(
     )
     features = np.array([_features(base, s.kernels) for s in samples])
     measured = np.array([s.measured_us for s in samples])
-    terms, loo = _select_terms(features, measured)
-    coefficients = _fit(features, measured, terms)
-    loo_each = _leave_one_out(features, measured, terms) if len(samples) > len(terms) else None
+    ratio = features[:, 0] / measured
+    kept = (ratio >= 1 / MAX_SUM_RATIO) & (ratio <= MAX_SUM_RATIO)
+    if not kept.any():
+        ratios = ", ".join(f"{s.name} {r:.2f}x" for s, r in zip(samples, ratio, strict=True))
+        raise CalibrationError(
+            f"every network's kernel sum is more than {MAX_SUM_RATIO:g}x off its measured "
+            f"latency ({ratios}): the layer models need fixing before a calibration can help"
+        )
+    terms, loo = _select_terms(features[kept], measured[kept])
+    coefficients = _fit(features[kept], measured[kept], terms)
+    loo_each = np.full(len(samples), np.nan)
+    if kept.sum() > len(terms):
+        loo_each[kept] = _leave_one_out(features[kept], measured[kept], terms)
     calibration = Calibration(
         target_id=target_id,
         scale=coefficients[0],
@@ -287,6 +310,7 @@ def fit_calibration(
         terms=terms,
         unmodelled=unmodelled,
         loo_mape=loo,
+        excluded=tuple(s.name for s, keep in zip(samples, kept, strict=True) if not keep),
         notes=dict(notes or {}),
     )
     networks = tuple(
@@ -296,7 +320,7 @@ def fit_calibration(
             sum_us=float(features[i, 0]),
             hot_weight_mb=float(features[i, 1]),
             calibrated_us=float(features[i] @ np.array(coefficients)),
-            loo_us=float(loo_each[i]) if loo_each is not None else None,
+            loo_us=float(loo_each[i]) if np.isfinite(loo_each[i]) else None,
         )
         for i, sample in enumerate(samples)
     )
@@ -428,6 +452,7 @@ def _json_default(value: Any) -> Any:
 __all__ = [
     "CALIBRATION_FILE",
     "DEFAULT_WEIGHT_CAP_BYTES",
+    "MAX_SUM_RATIO",
     "BandwidthFit",
     "Calibration",
     "CalibrationError",

@@ -296,6 +296,21 @@ def test_fit_finds_a_negative_per_kernel_term() -> None:
     assert all(abs(n.error_pct) < 1e-3 for n in calibration.networks)
 
 
+def test_a_network_whose_sum_is_far_off_is_left_out_of_the_fit() -> None:
+    samples = [_sample(f"n{i}", s, 0, 1.1 * s) for i, s in enumerate([100, 300, 900, 2000])]
+    samples.append(_sample("extrapolated", 12_000, 0, 1000))  # models 12x off
+    calibration = fit_calibration(samples, target_id="t")
+    assert calibration.excluded == ("extrapolated",)
+    assert calibration.scale == pytest.approx(1.1)
+    assert calibration.networks[-1].loo_us is None
+
+
+def test_no_network_within_reach_is_an_error() -> None:
+    samples = [_sample("a", 5000, 0, 1000), _sample("b", 100, 0, 1000)]
+    with pytest.raises(CalibrationError, match=r"\(a 5.00x, b 0.10x\): the layer models need fixing"):
+        fit_calibration(samples, target_id="t")
+
+
 def test_calibrated_kernel_times_never_go_below_zero() -> None:
     calibration = Calibration(target_id="t", scale=1.0, us_per_kernel=-3.0, terms=("scale",))
     assert calibration.kernel_us([1.0, 10.0], [0, 0]).tolist() == [0.0, 7.0]

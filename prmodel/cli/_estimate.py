@@ -271,6 +271,8 @@ def _print_comparison(comparison: Comparison) -> None:
 
 
 def _print_calibration(result: Calibration, settings: NetworkMeasureSettings) -> None:
+    from prmodel.calibration import MAX_SUM_RATIO
+
     rows = [
         {
             "network": n.name,
@@ -291,6 +293,12 @@ def _print_calibration(result: Calibration, settings: NetworkMeasureSettings) ->
         console.print(f"leave-one-network-out MAPE: {result.loo_mape:.2f} %", highlight=False)
     else:
         console.print("one network: only the scale is fitted and nothing is left out to test it")
+    if result.excluded:
+        console.print(
+            f"[yellow]left out of the fit, kernel sum more than {MAX_SUM_RATIO:g}x off: "
+            f"{', '.join(result.excluded)}[/] (retrain the models for such layers)",
+            highlight=False,
+        )
     if result.unmodelled:
         print_table(
             [
