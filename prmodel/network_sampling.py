@@ -100,7 +100,11 @@ class NetworkSampler:
         self.neighbour_tries = neighbour_tries
 
     def originals(self, kind: LayerKind | str) -> dict[str, SampledLayer]:
-        """The distinct network layers of ``kind`` by key, with the networks that hold them."""
+        """The distinct network layers of ``kind`` by key, with the networks that hold them.
+
+        They come sorted by key, so a sample does not depend on the order in which the
+        runtime lists parallel branches (ONNX Runtime's optimizer varies it between runs).
+        """
         kind = parse_kind(kind)
         found: dict[str, tuple[LayerConfig, set[str]]] = {}
         for name, layers in self.networks.items():
@@ -109,7 +113,7 @@ class NetworkSampler:
                     found.setdefault(layer.key, (layer, set()))[1].add(name)
         return {
             key: SampledLayer(layer, frozenset(sources), "network")
-            for key, (layer, sources) in found.items()
+            for key, (layer, sources) in sorted(found.items())
         }
 
     def sample(self, kind: LayerKind | str, budget: int, *, seed: int = 0) -> list[LayerConfig]:

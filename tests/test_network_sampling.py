@@ -62,7 +62,7 @@ def test_a_sample_holds_the_originals_then_neighbours_then_random_layers() -> No
     assert len(drawn) == 50 and len({d.layer.key for d in drawn}) == 50
     origins = Counter(d.origin for d in drawn)
     assert origins == {"network": 3, "neighbour": 37, "random": 10}
-    assert [d.layer for d in drawn[:3]] == [CONV, DEPTHWISE, GROUPED]
+    assert [d.layer for d in drawn[:3]] == sorted([CONV, DEPTHWISE, GROUPED], key=lambda x: x.key)
     assert all(d.sources == frozenset() for d in drawn if d.origin == "random")
     assert all(d.sources for d in drawn if d.origin != "random")
 
@@ -97,6 +97,12 @@ def test_dense_neighbours_move_tokens_and_give_classifiers_some() -> None:
     assert len(batches) == 60 and 1 in batches
     assert all(1 <= b <= MAX_TOKENS for b in batches) and len(set(batches)) > 5
     assert any(layer is not None and layer.batch not in (1, 196) for layer in tokens)
+
+
+def test_a_sample_does_not_depend_on_the_order_of_the_layers() -> None:
+    shuffled = {"b": list(reversed(NETWORKS["b"])), "a": list(reversed(NETWORKS["a"]))}
+    first = NetworkSampler(NETWORKS).sample_sources("conv", 30, seed=4)
+    assert first == NetworkSampler(shuffled).sample_sources("conv", 30, seed=4)
 
 
 def test_too_many_originals_give_a_seeded_subset() -> None:
