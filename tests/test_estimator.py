@@ -307,7 +307,9 @@ def test_a_network_whose_sum_is_far_off_is_left_out_of_the_fit() -> None:
 
 def test_no_network_within_reach_is_an_error() -> None:
     samples = [_sample("a", 5000, 0, 1000), _sample("b", 100, 0, 1000)]
-    with pytest.raises(CalibrationError, match=r"\(a 5.00x, b 0.10x\): the layer models need fixing"):
+    with pytest.raises(
+        CalibrationError, match=r"\(a 5.00x, b 0.10x\): the layer models need fixing"
+    ):
         fit_calibration(samples, target_id="t")
 
 
