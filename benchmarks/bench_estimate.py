@@ -162,14 +162,18 @@ def prior_samples(
 
 
 def prior_models(
-    rows: pd.DataFrame, representatives: RepresentativeSet | None, seed: int
+    rows: pd.DataFrame, representatives: RepresentativeSet | None, seed: int, regressor: str
 ) -> dict[LayerKind, LayerModel]:
-    """One XGBoost model per kind (default hyper-parameters) on ``rows``."""
+    """One model per kind (the regressor's default hyper-parameters) on ``rows``."""
     models: dict[LayerKind, LayerModel] = {}
     for kind_name, group in rows.groupby("kind"):
         kind = LayerKind(str(kind_name))
         model = LatencyModel(
-            kind, representatives=representatives, plateau_mapping=False, seed=seed
+            kind,
+            regressor=regressor,
+            representatives=representatives,
+            plateau_mapping=False,
+            seed=seed,
         )
         models[kind] = model.fit(
             layers_from_frame(group), group["latency_us"].to_numpy(dtype=np.float64)
@@ -183,6 +187,7 @@ def leave_one_out_estimators(
     rows: pd.DataFrame,
     representatives: RepresentativeSet | None,
     seed: int,
+    regressor: str,
 ) -> tuple[list[Estimator], dict[str, int]]:
     """For each network, an estimator whose models were trained without it; rows left out."""
     estimators, left_out = [], {}
@@ -190,7 +195,7 @@ def leave_one_out_estimators(
         name = found.network.name
         only_this = rows["sources"].map(lambda sources, n=name: sources == frozenset({n}))
         left_out[name] = int(only_this.sum())
-        models = prior_models(rows[~only_this], representatives, seed)
+        models = prior_models(rows[~only_this], representatives, seed, regressor)
         estimators.append(Estimator(target, models, strict=False))
     return estimators, left_out
 
@@ -450,9 +455,10 @@ def prior_estimators(
     measured_s = time.perf_counter() - began
     began = time.perf_counter()
     estimators, left_out = leave_one_out_estimators(
-        kernels, target, rows, representatives, args.seed
+        kernels, target, rows, representatives, args.seed, args.regressor
     )
-    in_sample = Estimator(target, prior_models(rows, representatives, args.seed), strict=False)
+    in_sample_models = prior_models(rows, representatives, args.seed, args.regressor)
+    in_sample = Estimator(target, in_sample_models, strict=False)
     info["prior"] = {
         "layers_by_kind": {str(k): int(n) for k, n in rows["kind"].value_counts().items()},
         "layers": len(rows),
@@ -465,7 +471,7 @@ def prior_estimators(
         },
         "random_share": PRIOR_RANDOM_SHARE,
         "representatives": str(pr_path) if representatives is not None else None,
-        "regressor": "xgboost (default hyper-parameters), log-relative target",
+        "regressor": f"{args.regressor} (default hyper-parameters), log-relative target",
     }
     return estimators, in_sample
 
@@ -644,6 +650,9 @@ def main() -> None:
         "--representatives", type=Path, help="PR file for --leave-one-out's features"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the network-prior sampler")
+    parser.add_argument(
+        "--regressor", default="xgboost", help="regressor of the --leave-one-out models"
+    )
     parser.add_argument("--cli-repeats", type=int, default=3, help="timed `prmodel estimate` runs")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results")
     args = parser.parse_args()
