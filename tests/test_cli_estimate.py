@@ -212,6 +212,9 @@ def test_estimate_measure_compares_per_kernel(
 def test_calibrate_saves_a_calibration_that_estimate_uses(
     trained: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # The cpu models here learned the analytic target, so their sums may be far off the real
+    # CPU; this test is about the wiring, the 3x rule has its own tests (test_estimator.py).
+    monkeypatch.setattr("prmodel.calibration.MAX_SUM_RATIO", 1e9)
     networks = [str(trained.root / f"{n}.onnx") for n in ("tiny_resnet", "tiny_mobilenet")]
     args = ["calibrate", *networks, "-t", "cpu", "-w", str(trained.root), "--rounds", "1"]
     code, out, _ = _run([*args, "--json"], monkeypatch, capsys)
