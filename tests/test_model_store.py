@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from analytic_fixtures import PR, TARGET
 
 from prmodel.hardware import analytic_profile
 from prmodel.layers import LayerConfig, LayerKind
@@ -27,18 +28,9 @@ from prmodel.model_store import (
     list_model_cards,
     load_models,
 )
-from prmodel.representatives import ParameterSteps, RepresentativeSet
-from prmodel.targets.analytic import AnalyticTarget
+from prmodel.representatives import RepresentativeSet
 from prmodel.workspace import Workspace
 
-TARGET = AnalyticTarget()
-PR = RepresentativeSet(
-    TARGET.target_id,
-    (
-        ParameterSteps(LayerKind.DENSE, "out_channels", True, period=16),
-        ParameterSteps(LayerKind.DENSE, "channels", True, period=8),
-    ),
-)
 # Small, fast settings: these tests check behaviour, not the best accuracy.
 FAST = {
     "xgboost": {"n_estimators": 80},

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from analytic_fixtures import PR, TARGET
 
 from prmodel.frames import layers_to_frame
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.model_store import REGRESSORS, LatencyModel, ModelError, load_models
 from prmodel.representatives import ParameterSteps, RepresentativeSet
-from prmodel.targets.analytic import AnalyticTarget
 from prmodel.training import (
     OverlapWarning,
     TrainSettings,
@@ -23,14 +23,6 @@ from prmodel.training import (
 )
 from prmodel.workspace import Workspace
 
-TARGET = AnalyticTarget()
-PR = RepresentativeSet(
-    TARGET.target_id,
-    (
-        ParameterSteps(LayerKind.DENSE, "out_channels", True, period=16),
-        ParameterSteps(LayerKind.DENSE, "channels", True, period=8),
-    ),
-)
 FAST = TrainSettings(trials=3, folds=3)
 
 
