@@ -276,7 +276,7 @@ def _move_groups(kind: LayerKind, params: Params, rng: np.random.Generator) -> P
 
 
 def _move_group_width(kind: LayerKind, params: Params, rng: np.random.Generator) -> Params:
-    """The same channels split into groups of another common width."""
+    """The same channels split into groups of a common width (another one if grouped)."""
     channels, out_channels = _as_int(params["channels"]), _as_int(params["out_channels"])
     widths = [w for w in GROUP_WIDTHS if channels % w == 0 and w < channels]
     if not widths:
@@ -314,11 +314,6 @@ def _toggle_residual(kind: LayerKind, params: Params, rng: np.random.Generator) 
     return moved if params.get("residual") else {**moved, "residual": True}
 
 
-def _split(kind: LayerKind, params: Params, rng: np.random.Generator) -> Params:
-    """A plain convolution split into groups of a common width (ResNeXt, RegNet)."""
-    return _move_group_width(kind, params, rng)
-
-
 _MOVERS = {
     "channels": _move_channels,
     "out_channels": _move_out_channels,
@@ -329,7 +324,7 @@ _MOVERS = {
     "group_width": _move_group_width,
     "activation": _move_activation,
     "residual": _toggle_residual,
-    "split": _split,
+    "split": _move_group_width,  # a plain conv split into groups (ResNeXt, RegNet)
     "kernel": _move_kernel,
     "to_tokens": _to_tokens,
 }
