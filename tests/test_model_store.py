@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from analytic_fixtures import PR, TARGET
+from analytic_fixtures import PR, TARGET, random_dense
 
 from prmodel.hardware import analytic_profile
 from prmodel.layers import LayerConfig, LayerKind
@@ -42,25 +42,12 @@ FAST = {
 }
 
 
-def dense_layers(n: int, seed: int, *, low: int = 1, high: int = 512) -> list[LayerConfig]:
-    rng = np.random.default_rng(seed)
-    return [
-        LayerConfig.create(
-            "dense",
-            batch=int(rng.integers(1, 5)),
-            channels=int(rng.integers(low, high + 1)),
-            out_channels=int(rng.integers(low, high + 1)),
-        )
-        for _ in range(n)
-    ]
-
-
 def latencies(layers: list[LayerConfig]) -> list[float]:
     return [TARGET.latency_us(layer) for layer in layers]
 
 
 def fitted(regressor: str = "xgboost", n: int = 300, seed: int = 0) -> LatencyModel:
-    train = dense_layers(n, seed)
+    train = random_dense(n, seed)
     model = LatencyModel("dense", regressor=regressor, params=FAST[regressor], representatives=PR)
     return model.fit(train, latencies(train))
 
@@ -89,7 +76,7 @@ def saved_dir(xgb_model: LatencyModel, tmp_path: Path) -> Path:
 
 
 def test_learns_the_staircase(xgb_model: LatencyModel) -> None:
-    test = dense_layers(150, seed=99, low=16, high=500)
+    test = random_dense(150, seed=99, low=16, high=500)
     summary = summarize(latencies(test), xgb_model.predict(test))
     assert summary["mape"] < 5.0
     assert summary["within_10"] > 90.0
@@ -99,7 +86,7 @@ def test_learns_the_staircase(xgb_model: LatencyModel) -> None:
 def test_fit_returns_self_and_learns_state() -> None:
     model = LatencyModel("dense", regressor="ridge")
     assert not hasattr(model, "estimator_")
-    train = dense_layers(20, 1)
+    train = random_dense(20, 1)
     assert model.fit(train, latencies(train)) is model
     assert model.n_train_ == 20
     assert model.parameter_ranges["batch"][0] >= 1
@@ -110,7 +97,7 @@ def test_fit_returns_self_and_learns_state() -> None:
 
 
 def test_same_seed_same_predictions() -> None:
-    test = dense_layers(30, seed=5, low=16, high=500)
+    test = random_dense(30, seed=5, low=16, high=500)
     a, b = fitted("random_forest").predict(test), fitted("random_forest").predict(test)
     np.testing.assert_array_equal(a, b)
 
@@ -123,7 +110,7 @@ def test_save_and_load_every_regressor(regressor: str, tmp_path: Path) -> None:
     assert files == {CARD_NAME, card.model_file}
     assert not card.model_file.endswith((".pkl", ".pickle", ".joblib"))
     loaded = LatencyModel.load(tmp_path / "dense", target_id=TARGET.target_id, kind="dense")
-    test = dense_layers(25, seed=7, low=16, high=500)
+    test = random_dense(25, seed=7, low=16, high=500)
     np.testing.assert_allclose(loaded.predict(test), model.predict(test), rtol=1e-6)
     assert loaded.card_ is not None and loaded.card_.regressor == regressor
 
@@ -202,7 +189,7 @@ def test_load_refuses_untrusted_skops_types(tmp_path: Path) -> None:
 
 
 def test_extrapolation_warns_naming_parameter(xgb_model: LatencyModel) -> None:
-    inside = dense_layers(5, seed=3, low=16, high=500)
+    inside = random_dense(5, seed=3, low=16, high=500)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ExtrapolationWarning)
         xgb_model.predict(inside)
@@ -217,8 +204,8 @@ def test_extrapolation_warns_naming_parameter(xgb_model: LatencyModel) -> None:
 @pytest.mark.parametrize(
     ("layers", "targets", "message"),
     [
-        (dense_layers(3, 0), [1.0, 0.0, 2.0], "latency at row 1 is 0.0"),
-        (dense_layers(3, 0), [1.0, 2.0], "3 layers but 2 latencies"),
+        (random_dense(3, 0), [1.0, 0.0, 2.0], "latency at row 1 is 0.0"),
+        (random_dense(3, 0), [1.0, 2.0], "3 layers but 2 latencies"),
         ([], [], "no measured layers"),
         ([LayerConfig.create("relu", channels=4)], [1.0], "cannot take the relu layer"),
     ],
@@ -232,14 +219,14 @@ def test_fit_refuses_bad_data(
 
 def test_predict_refuses_unfitted_and_other_kinds(xgb_model: LatencyModel) -> None:
     with pytest.raises(ModelError, match="not fitted"):
-        LatencyModel("dense").predict(dense_layers(1, 0))
+        LatencyModel("dense").predict(random_dense(1, 0))
     with pytest.raises(ModelError, match="cannot take the conv layer"):
         xgb_model.predict([LayerConfig.create("conv", channels=4, out_channels=4)])
     assert xgb_model.predict([]).shape == (0,)
 
 
 def test_predictions_stay_bounded_far_outside_training() -> None:
-    train = dense_layers(40, seed=8, low=16, high=64)
+    train = random_dense(40, seed=8, low=16, high=64)
     model = LatencyModel("dense", regressor="ridge", params={"alpha": 1e-6}).fit(
         train, latencies(train)
     )
@@ -251,7 +238,7 @@ def test_predictions_stay_bounded_far_outside_training() -> None:
 
 def test_unknown_regressor() -> None:
     with pytest.raises(ModelError, match="unknown regressor 'svm'"):
-        LatencyModel("dense", regressor="svm").fit(dense_layers(3, 0), [1.0, 2.0, 3.0])
+        LatencyModel("dense", regressor="svm").fit(random_dense(3, 0), [1.0, 2.0, 3.0])
 
 
 def test_load_models_of_a_workspace(workspace: Workspace, xgb_model: LatencyModel) -> None:
@@ -299,7 +286,7 @@ PR_WITH_PROFILE = RepresentativeSet(
 def test_plateau_mapping_is_fitted_recorded_and_reloaded(
     representatives: RepresentativeSet | None, asked: bool | None, mapped: bool, tmp_path: Path
 ) -> None:
-    train = dense_layers(200, seed=3)
+    train = random_dense(200, seed=3)
     model = LatencyModel(
         "dense", params=FAST["xgboost"], representatives=representatives, plateau_mapping=asked
     ).fit(train, latencies(train))
@@ -317,13 +304,13 @@ def test_plateau_mapping_is_fitted_recorded_and_reloaded(
 
 
 def test_relative_target_is_the_default_with_a_work_estimate(tmp_path: Path) -> None:
-    train = dense_layers(200, seed=4)
+    train = random_dense(200, seed=4)
     model = LatencyModel("dense", params=FAST["xgboost"], representatives=PR_WITH_PROFILE)
     model.fit(train, latencies(train))
     assert model.target_transform_ == "log-relative"
     assert save(model, tmp_path / "dense").target_transform == "log-relative"
     loaded = LatencyModel.load(tmp_path / "dense")
-    test = dense_layers(20, seed=5)
+    test = random_dense(20, seed=5)
     assert np.array_equal(loaded.predict(test), model.predict(test))
     assert fitted().target_transform_ == "log"  # no profile in PR: no work estimate
 
@@ -331,5 +318,5 @@ def test_relative_target_is_the_default_with_a_work_estimate(tmp_path: Path) -> 
 def test_relative_target_needs_a_work_estimate() -> None:
     with pytest.raises(ModelError, match="work estimate"):
         LatencyModel("dense", representatives=PR, target_transform="log-relative").fit(
-            dense_layers(10, 0), latencies(dense_layers(10, 0))
+            random_dense(10, 0), latencies(random_dense(10, 0))
         )

@@ -79,7 +79,7 @@ def test_neighbours_keep_stride_same_padding_and_the_kind_of_grouping() -> None:
         if d.sources == frozenset({"a"}):  # neighbours of the depthwise layer
             assert layer.groups == layer.channels == layer.out_channels
         elif d.sources == frozenset({"b"}):  # neighbours of the grouped layer
-            assert 1 < layer.groups < layer.channels
+            assert layer.channels > layer.groups > 1
         else:  # a plain conv stays plain or is split into groups of a common width
             assert layer.groups == 1 or layer.channels // layer.groups in GROUP_WIDTHS
     neighbours = [d.layer for d in drawn if d.origin == "neighbour"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from analytic_fixtures import PR, TARGET
+from analytic_fixtures import PR, TARGET, random_dense
 
 from prmodel.frames import layers_to_frame
 from prmodel.layers import LayerConfig, LayerKind
@@ -36,19 +36,6 @@ def measured(layers: list[LayerConfig], *, noise: float = 0.0, seed: int = 0) ->
     frame["fingerprint_hash"] = "fp0"
     frame["status"] = "ok"
     return frame
-
-
-def random_dense(n: int, seed: int, *, low: int = 1, high: int = 512) -> list[LayerConfig]:
-    rng = np.random.default_rng(seed)
-    return [
-        LayerConfig.create(
-            "dense",
-            batch=int(rng.integers(1, 5)),
-            channels=int(rng.integers(low, high + 1)),
-            out_channels=int(rng.integers(low, high + 1)),
-        )
-        for _ in range(n)
-    ]
 
 
 def random_conv(n: int, seed: int) -> list[LayerConfig]:
