@@ -32,8 +32,9 @@ import numpy as np
 from prmodel.hardware import profile_for
 from prmodel.layers import LayerKind
 from prmodel.machine import machine_info
-from prmodel.representatives import ParameterSweep, SelectionResult, detect_steps, run_selection
+from prmodel.representatives import ParameterSweep, SelectionResult, run_selection
 from prmodel.sampling import initial_sweeps
+from prmodel.steps import detect_steps
 from prmodel.store import MeasurementStore
 from prmodel.sweep import MeasureSettings, measure_layers
 from prmodel.targets import Target, get_target

@@ -4,7 +4,7 @@ A :class:`HardwareProfile` holds the architecture facts of one target (vector la
 GEMM panel widths and caches of a CPU; processing-element array, dataflow, buffers and clock of a
 systolic accelerator) and, derived from them, a :class:`StepHint` per (layer kind, parameter):
 the step periods the hardware suggests, where another kernel takes over, and the alignment that
-the fast kernel needs. Hints only propose: :func:`prmodel.representatives.detect_steps` lets the
+the fast kernel needs. Hints only propose: :func:`prmodel.steps.detect_steps` lets the
 measured sweep overrule them.
 
 Profile files are YAML (schema 1)::
