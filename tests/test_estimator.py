@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ from prmodel.calibration import (
     CalibrationSample,
     calibration_path,
     fit_calibration,
+    fit_unmodelled,
+    in_network_us,
     load_calibration,
 )
 from prmodel.estimator import (
@@ -296,6 +298,36 @@ def test_fit_finds_a_negative_per_kernel_term() -> None:
     assert all(abs(n.error_pct) < 1e-3 for n in calibration.networks)
 
 
+def _short_and_long(name: str, short: int, long: int) -> CalibrationSample:
+    """50 us and 3 ms kernels; each runs 1.0 x its time + 0.2 x its first 1000 us."""
+    predicted = [50.0] * short + [3000.0] * long
+    kernels = pd.DataFrame(
+        {
+            "op": ["Conv"] * len(predicted),
+            "status": ["modelled"] * len(predicted),
+            "predicted_us": predicted,
+            "bytes_moved": [1000] * len(predicted),
+            "weight_bytes": [0] * len(predicted),
+        }
+    )
+    measured = sum(p + 0.2 * min(p, 1000.0) for p in predicted)
+    return CalibrationSample(name, measured, kernels)
+
+
+def test_fit_finds_the_capped_term_and_its_cap() -> None:
+    mixes = [(40, 1), (10, 5), (100, 0), (0, 8), (30, 3)]
+    samples = [_short_and_long(f"n{i}", a, b) for i, (a, b) in enumerate(mixes)]
+    calibration = fit_calibration(samples, target_id="t")
+    assert calibration.terms == ("scale", "capped")
+    assert calibration.us_cap == 1000.0
+    assert calibration.scale == pytest.approx(1.0, rel=1e-6)
+    assert calibration.capped_scale == pytest.approx(0.2, rel=1e-6)
+    assert "0.200 x min(kernel, 1000 us)" in calibration.formula
+    assert calibration.loo_mape is not None and calibration.loo_mape < 1e-6
+    # a kernel's calibrated time: 50 us -> 60, 3 ms -> 3.2 ms
+    assert calibration.kernel_us([50.0, 3000.0], [0, 0]).tolist() == pytest.approx([60, 3200])
+
+
 def test_a_network_whose_sum_is_far_off_is_left_out_of_the_fit() -> None:
     samples = [_sample(f"n{i}", s, 0, 1.1 * s) for i, s in enumerate([100, 300, 900, 2000])]
     samples.append(_sample("extrapolated", 12_000, 0, 1000))  # models 12x off
@@ -343,6 +375,45 @@ def test_fit_unmodelled_bandwidth_per_op() -> None:
     assert calibration.unmodelled_fit("Softmax") is calibration.unmodelled[-1]  # the '*' fit
 
 
+def _profiled(measured_total: float, profiled: list[float], status: list[str]) -> CalibrationSample:
+    kernels = pd.DataFrame(
+        {
+            "op": ["Concat"] * len(profiled),
+            "status": status,
+            "predicted_us": 0.0,
+            "bytes_moved": [1e5 * (i + 1) for i in range(len(profiled))],
+            "weight_bytes": 0,
+            "measured_us": profiled,
+        }
+    )
+    return CalibrationSample("n", measured_total, kernels)
+
+
+def test_in_network_times_lose_the_profilers_cost_per_kernel() -> None:
+    # profiled 20 + 100 + 30 = 150 us over 3 timed kernels, the plain run took 120 us
+    sample = _profiled(120.0, [20.0, 100.0, 30.0, 7.0, np.nan], ["unmodelled"] * 3 + ["free"] * 2)
+    times = in_network_us(sample)
+    assert times[:3].tolist() == pytest.approx([10.0, 90.0, 20.0])
+    assert np.isnan(times[3:]).all()  # free and unprofiled kernels have no time
+
+
+def test_in_network_times_keep_a_floor_and_need_an_excess() -> None:
+    tiny = in_network_us(_profiled(100.0, [2.0, 118.0], ["unmodelled"] * 2))
+    assert tiny.tolist() == pytest.approx([0.2, 108.0])  # 2 - 10 would be negative
+    faster = in_network_us(_profiled(500.0, [2.0, 118.0], ["unmodelled"] * 2))
+    assert faster.tolist() == [2.0, 118.0]  # nothing to take off
+
+
+def test_unmodelled_fits_use_in_network_times() -> None:
+    # each of 4 kernels profiled 5 us above 1 us + 10 us/MB; the plain run shows the excess
+    moved = [1e5, 2e5, 3e5, 4e5]
+    profiled = [1.0 + 10 * m / 1e6 + 5.0 for m in moved]
+    sample = _profiled(sum(profiled) - 20.0, profiled, ["unmodelled"] * 4)
+    (fit, _) = fit_unmodelled([sample])
+    assert fit.fixed_us == pytest.approx(1.0)
+    assert fit.us_per_mb == pytest.approx(10.0)
+
+
 def test_fit_refuses_nothing_to_fit() -> None:
     with pytest.raises(CalibrationError, match="at least one"):
         fit_calibration([], target_id="t")
@@ -351,6 +422,7 @@ def test_fit_refuses_nothing_to_fit() -> None:
 def test_calibration_round_trips_through_json(workspace: Workspace) -> None:
     samples = [_sample(f"n{i}", s, s * 10, 1.05 * s + 3) for i, s in enumerate([100, 300, 900])]
     calibration = fit_calibration(samples, target_id="t", weight_cap_bytes=123456)
+    calibration = replace(calibration, capped_scale=0.1, us_cap=500.0, terms=("scale", "capped"))
     path = calibration.save(calibration_path(workspace, "t"))
     assert path == workspace.models_dir / "t" / "calibration.json"
     loaded = load_calibration(workspace, "t")
