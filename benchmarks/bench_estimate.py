@@ -37,7 +37,9 @@ samples) for reference.
 Run: ``.venv/bin/python benchmarks/bench_estimate.py [--workspace .] [--target cpu]
 [--rounds 5] [--oracle | --leave-one-out] [NETWORK.onnx ...]``. Writes
 ``benchmarks/results/bench_estimate.json`` and ``.md`` (``bench_estimate_oracle.*`` with
-``--oracle``, ``bench_estimate_loo.*`` with ``--leave-one-out``).
+``--oracle``, ``bench_estimate_loo.*`` with ``--leave-one-out``), and ``*_kernels.csv``: every
+kernel of every network with its prediction (with ``--leave-one-out``: by the models that
+never saw that network) and its profiled time, for analysis.
 """
 
 from __future__ import annotations
@@ -374,7 +376,7 @@ def phase_seconds(path: Path, estimator: Estimator) -> dict[str, float]:
 # -- report ----------------------------------------------------------------------------------------
 
 
-def report(args: argparse.Namespace, paths: Sequence[Path]) -> dict[str, Any]:
+def report(args: argparse.Namespace, paths: Sequence[Path]) -> tuple[dict[str, Any], pd.DataFrame]:
     workspace = Workspace.at(args.workspace)
     target = get_target(args.target)
     settings = NetworkMeasureSettings(rounds=args.rounds)
@@ -429,7 +431,14 @@ def report(args: argparse.Namespace, paths: Sequence[Path]) -> dict[str, Any]:
             "in_sample_networks": overlap,
         }
     info["speed"] = speed(args, paths, estimators[0])
-    return info
+    kernel_rows = pd.concat(
+        [
+            c.layers.assign(network=c.estimate.network, network_measured_us=c.measurement.total_us)
+            for c in comparisons
+        ],
+        ignore_index=True,
+    )
+    return info, kernel_rows
 
 
 def mode_name(args: argparse.Namespace) -> str:
@@ -659,17 +668,18 @@ def main() -> None:
     paths = sorted(args.networks or NETWORKS.glob("*.onnx"))
     if not paths:
         sys.exit(f"no networks: export them first (benchmarks/export_zoo.py) into {NETWORKS}")
-    info = report(args, paths)
+    info, kernel_rows = report(args, paths)
     info["command"] = " ".join(["benchmarks/bench_estimate.py", *sys.argv[1:]])
     name = "bench_estimate"
     if args.oracle or args.leave_one_out:
         name += "_oracle" if args.oracle else "_loo"
     args.results.mkdir(parents=True, exist_ok=True)
     (args.results / f"{name}.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
+    kernel_rows.to_csv(args.results / f"{name}_kernels.csv", index=False)
     text = markdown(info)
     (args.results / f"{name}.md").write_text(text)
     print(text)
-    print(f"written to {args.results / name}.json and .md")
+    print(f"written to {args.results / name}.json, .md and _kernels.csv (per-kernel rows)")
 
 
 if __name__ == "__main__":
