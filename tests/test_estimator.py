@@ -376,6 +376,7 @@ def test_fit_unmodelled_bandwidth_per_op() -> None:
 
 
 def _profiled(measured_total: float, profiled: list[float], status: list[str]) -> CalibrationSample:
+    """Concat kernels moving 0.1, 0.2, 0.3, ... MB with the given profiled times."""
     kernels = pd.DataFrame(
         {
             "op": ["Concat"] * len(profiled),
@@ -406,7 +407,7 @@ def test_in_network_times_keep_a_floor_and_need_an_excess() -> None:
 
 def test_unmodelled_fits_use_in_network_times() -> None:
     # each of 4 kernels profiled 5 us above 1 us + 10 us/MB; the plain run shows the excess
-    moved = [1e5, 2e5, 3e5, 4e5]
+    moved = [1e5, 2e5, 3e5, 4e5]  # what _profiled gives 4 kernels
     profiled = [1.0 + 10 * m / 1e6 + 5.0 for m in moved]
     sample = _profiled(sum(profiled) - 20.0, profiled, ["unmodelled"] * 4)
     (fit, _) = fit_unmodelled([sample])
