@@ -307,9 +307,7 @@ def fit_calibration(
     base = Calibration(
         target_id=target_id, weight_cap_bytes=weight_cap_bytes, unmodelled=unmodelled
     )
-    by_cap = {
-        cap: np.array([_features(base, s.kernels, cap) for s in samples]) for cap in CAP_CHOICES_US
-    }
+    by_cap = _features_by_cap(base, samples)
     measured = np.array([s.measured_us for s in samples])
     ratio = by_cap[CAP_CHOICES_US[0]][:, 0] / measured
     kept = (ratio >= 1 / MAX_SUM_RATIO) & (ratio <= MAX_SUM_RATIO)
@@ -412,21 +410,30 @@ def _bandwidth_fit_of(op: str, rows: pd.DataFrame) -> BandwidthFit:
     return BandwidthFit(op, float(fixed), float(per_mb), len(rows), float(100 * errors.mean()))
 
 
-def _features(
-    base: Calibration, kernels: pd.DataFrame, cap_us: float
-) -> tuple[float, float, float, float, float]:
-    """(Sum of predictions with fitted unmodelled costs, hot weight MB, 1, kernels that run,
-    sum of the predictions capped at ``cap_us``)."""
-    predicted = kernels["predicted_us"].to_numpy(dtype=np.float64).copy()
-    unmodelled = (kernels["status"] == "unmodelled").to_numpy()
-    for index in np.flatnonzero(unmodelled):
-        fit = base.unmodelled_fit(str(kernels["op"].iloc[index]))
-        if fit is not None:
-            predicted[index] = float(fit.predict(kernels["bytes_moved"].iloc[index]))
-    active = (kernels["status"] != "free").to_numpy()
-    hot = base.hot_weight_bytes(kernels["weight_bytes"].to_numpy(dtype=np.float64)[active])
-    capped = np.minimum(predicted[active], cap_us).sum()
-    return float(predicted.sum()), float(hot.sum() / _MB), 1.0, float(active.sum()), float(capped)
+def _features_by_cap(
+    base: Calibration, samples: Sequence[CalibrationSample]
+) -> dict[float, np.ndarray]:
+    """Each sample's features, one row per sample, for every cap of :data:`CAP_CHOICES_US`.
+
+    Columns follow :data:`TERMS`: the sum of predictions with the unmodelled kernels priced by
+    ``base``'s bandwidth fits, the hot weight MB, 1, the kernels that run, and the sum of the
+    predictions capped at the cap.
+    """
+    rows: dict[float, list[list[float]]] = {cap: [] for cap in CAP_CHOICES_US}
+    for sample in samples:
+        kernels = sample.kernels
+        predicted = kernels["predicted_us"].to_numpy(dtype=np.float64).copy()
+        unmodelled = (kernels["status"] == "unmodelled").to_numpy()
+        for index in np.flatnonzero(unmodelled):
+            fit = base.unmodelled_fit(str(kernels["op"].iloc[index]))
+            if fit is not None:
+                predicted[index] = float(fit.predict(kernels["bytes_moved"].iloc[index]))
+        active = (kernels["status"] != "free").to_numpy()
+        hot = base.hot_weight_bytes(kernels["weight_bytes"].to_numpy(dtype=np.float64)[active])
+        common = [float(predicted.sum()), float(hot.sum() / _MB), 1.0, float(active.sum())]
+        for cap, found in rows.items():
+            found.append([*common, float(np.minimum(predicted[active], cap).sum())])
+    return {cap: np.array(found) for cap, found in rows.items()}
 
 
 def _select_terms(
