@@ -27,7 +27,7 @@ import yaml
 
 from prmodel.errors import PrmodelError
 from prmodel.layers import PARAMETERS, InvalidLayerError, LayerConfig, LayerKind
-from prmodel.steps import detect_steps
+from prmodel.steps import detect_steps, step_label
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -110,13 +110,7 @@ class ParameterSteps:
     @property
     def label(self) -> str:
         """``period 16`` / ``period 16 + 3`` / ``5 breakpoints`` / ``no steps``."""
-        if not self.has_steps:
-            return "no steps"
-        if self.period:
-            text = f"period {self.period}"
-            text += f" + {self.offset}" if self.offset else ""
-            return text + (f" above {self.start}" if self.start else "")
-        return f"{len(self.breakpoints)} breakpoints"
+        return step_label(self.has_steps, self.period, self.offset, self.start, self.breakpoints)
 
 
 @dataclass(frozen=True)

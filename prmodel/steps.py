@@ -101,12 +101,7 @@ class StepDetection:
     @property
     def label(self) -> str:
         """``period 16`` / ``period 16 + 3`` / ``5 breakpoints`` / ``no steps``."""
-        if not self.has_steps:
-            return "no steps"
-        if self.period:
-            text = f"period {self.period}" + (f" + {self.offset}" if self.offset else "")
-            return text + (f" above {self.start}" if self.start else "")
-        return f"{len(self.breakpoints)} breakpoints"
+        return step_label(self.has_steps, self.period, self.offset, self.start, self.breakpoints)
 
     def evidence(self) -> dict[str, Any]:
         """What the detection saw, for the PR file (which makes it YAML-safe)."""
@@ -123,6 +118,18 @@ class StepDetection:
             "scores": dict(self.scores),
             "note": self.note,
         }
+
+
+def step_label(
+    has_steps: bool, period: int | None, offset: int, start: int, breakpoints: Sequence[int]
+) -> str:
+    """A staircase in words: ``period 16 + 3 above 8``, ``5 breakpoints`` or ``no steps``."""
+    if not has_steps:
+        return "no steps"
+    if period:
+        text = f"period {period}" + (f" + {offset}" if offset else "")
+        return text + (f" above {start}" if start else "")
+    return f"{len(breakpoints)} breakpoints"
 
 
 @dataclass(frozen=True)
@@ -741,4 +748,5 @@ __all__ = [
     "StepDetection",
     "StepDetectionError",
     "detect_steps",
+    "step_label",
 ]

@@ -9,7 +9,7 @@ import pytest
 from staircases import staircase
 
 from prmodel.space import default_space
-from prmodel.steps import StepDetectionError, detect_steps
+from prmodel.steps import StepDetectionError, detect_steps, step_label
 from prmodel.targets.analytic import AnalyticTarget
 
 
@@ -153,3 +153,23 @@ def test_analytic_target_blocks_are_found(
     latency = [analytic_target.latency_us(space.build({parameter: int(v)})) for v in x]
     found = detect_steps(x, latency)
     assert (found.period, found.offset) == (period, 0)
+
+
+@pytest.mark.parametrize(
+    ("has_steps", "period", "offset", "start", "breakpoints", "label"),
+    [
+        (False, 16, 0, 0, (), "no steps"),
+        (True, 16, 0, 0, (), "period 16"),
+        (True, 16, 3, 8, (), "period 16 + 3 above 8"),
+        (True, None, 0, 0, (10, 20, 40), "3 breakpoints"),
+    ],
+)
+def test_step_label_says_what_the_staircase_is(
+    has_steps: bool,
+    period: int | None,
+    offset: int,
+    start: int,
+    breakpoints: tuple[int, ...],
+    label: str,
+) -> None:
+    assert step_label(has_steps, period, offset, start, breakpoints) == label
