@@ -80,7 +80,8 @@ CURVE_COLUMNS: tuple[str, ...] = (
     "fit_seconds",
 )
 """Columns of :attr:`EvaluationResult.curves`. ``test_set`` is ``random`` or ``networks``,
-with ``-depthwise`` subsets for conv; ``train_rows`` the layers trained on (after dropping
+with ``-depthwise`` (groups = channels) and, where the test set has them, ``-grouped``
+(other grouped convs) subsets for conv; ``train_rows`` the layers trained on (after dropping
 test overlaps); ``bench_seconds`` the target time the training sample cost (calls times the
 median run time of each measured layer)."""
 
@@ -620,8 +621,11 @@ def _score(model: LayerModel, tests: TestSet) -> dict[str, dict[str, float]]:
 def _subsets(name: str, rows: pd.DataFrame, kind: LayerKind) -> list[tuple[str, pd.DataFrame]]:
     subsets = [(name, rows)]
     if kind is LayerKind.CONV and not rows.empty:
-        grouped = rows[pd.to_numeric(rows["groups"]) > 1]
-        subsets.append((f"{name}-depthwise", grouped))
+        groups = pd.to_numeric(rows["groups"])
+        depthwise = (groups > 1) & (groups == pd.to_numeric(rows["channels"]))
+        subsets.append((f"{name}-depthwise", rows[depthwise]))
+        if ((groups > 1) & ~depthwise).any():
+            subsets.append((f"{name}-grouped", rows[(groups > 1) & ~depthwise]))
     return subsets
 
 

@@ -302,13 +302,19 @@ class _Stratified:
         self.counts: Counter[tuple[str, Any]] = Counter()
 
     def draw(self, budget: int) -> list[LayerConfig]:
-        columns = {name: self._balanced(vals, budget) for name, vals in self.values.items()}
+        columns = {n: self._balanced(n, vals, budget) for n, vals in self.values.items()}
         for i in range(budget):
             self._add({name: column[i] for name, column in columns.items()})
         self._cover(budget)
         return [layer for _, layer in self.rows]
 
-    def _balanced(self, values: tuple[Any, ...], budget: int) -> list[Any]:
+    def _balanced(self, name: str, values: tuple[Any, ...], budget: int) -> list[Any]:
+        dim = self.space.dimensions[name]
+        if isinstance(dim, Choice) and dim.weights is not None:
+            # Each value as often as its weight says (rounded up), in random order.
+            counts = np.ceil(dim.shares(values) * budget).astype(int)
+            weighted = [v for v, n in zip(values, counts, strict=True) for _ in range(n)]
+            return [weighted[i] for i in self.rng.permutation(len(weighted))][:budget]
         repeats = math.ceil(budget / len(values))
         column: list[Any] = []
         for _ in range(repeats):
@@ -344,6 +350,9 @@ class _Stratified:
 
     def _pick(self, name: str) -> Any:
         values = self.values[name]
+        dim = self.space.dimensions[name]
+        if isinstance(dim, Choice) and dim.weights is not None:
+            return values[int(self.rng.choice(len(values), p=dim.shares(values)))]
         return values[int(self.rng.integers(len(values)))]
 
     def _keep(self, assignment: dict[str, Any], layer: LayerConfig) -> None:

@@ -2,11 +2,15 @@
 
 A :class:`ParameterSpace` gives each parameter of :data:`prmodel.layers.PARAMETERS` one
 dimension: a fixed value, an integer range (log-uniform or uniform), a set of choices, or a tie
-to another parameter (``width`` follows ``height``). Two symbolic values cover what real CNNs
-do: padding ``same`` (``(kernel - 1) // 2 * dilation``, the output keeps its size at stride 1)
-and groups ``depthwise`` (``groups = out_channels = channels``). ``limits`` bound the work of a
-layer (MACs, weight and activation bytes) so that one layer stays affordable to benchmark;
-validity itself is :class:`~prmodel.layers.LayerConfig`'s job, and invalid draws are redrawn.
+to another parameter (``width`` follows ``height``). Symbolic values cover what real CNNs
+do: padding ``same`` (``(kernel - 1) // 2 * dilation``, the output keeps its size at stride 1),
+groups ``depthwise`` (``groups = out_channels = channels``) and groups ``width<N>`` (groups of
+``N`` channels each, as ResNeXt and RegNet build them: the channels are rounded down to a
+multiple of ``N``, at least two groups, and the output channels down to a multiple of the
+groups, at least one per group). A choice may carry ``weights``: how often random draws take
+each value. ``limits`` bound the work of a layer (MACs, weight and activation bytes) so that
+one layer stays affordable to benchmark; validity itself is
+:class:`~prmodel.layers.LayerConfig`'s job, and invalid draws are redrawn.
 
 Spaces can be written to and read from YAML::
 
@@ -18,7 +22,7 @@ Spaces can be written to and read from YAML::
           width: {same_as: height}
           kernel_h: {choices: [1, 3, 5, 7]}
           pad_h: same
-          groups: {choices: [1, depthwise]}
+          groups: {choices: [1, depthwise, width8, width32], weights: [4, 2, 1, 1]}
         base: {channels: 64, out_channels: 64, height: 28, kernel_h: 3}
         limits: {max_macs: 1000000000}
 """
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import yaml
 
 from prmodel.errors import PrmodelError
@@ -47,6 +52,8 @@ from prmodel.layers import (
 
 SAME = "same"
 DEPTHWISE = "depthwise"
+GROUP_WIDTH = "width"
+"""Prefix of the symbolic groups value ``width<N>``: groups of ``N`` channels each."""
 _EXTRA_FIELDS = ("activation", "residual")
 _MAX_DRAWS = 1000
 
@@ -94,13 +101,42 @@ class IntRange:
 
 @dataclass(frozen=True)
 class Choice:
-    """One of a few values (integers, ``same``, ``depthwise``, activations, booleans)."""
+    """One of a few values (integers, ``same``, ``depthwise``, activations, booleans).
+
+    ``weights`` (one positive number per value, None: all equal) say how often random draws
+    take each value; grids and sweeps still visit every value once.
+    """
 
     values: tuple[Any, ...]
+    weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         if not self.values:
             raise SpaceError("a choice needs at least one value")
+        if self.weights is not None and (
+            len(self.weights) != len(self.values) or not all(w > 0 for w in self.weights)
+        ):
+            raise SpaceError(
+                f"choice weights must be one positive number per value "
+                f"({len(self.values)}), got {list(self.weights)}"
+            )
+
+    def shares(self, values: tuple[Any, ...] | None = None) -> npt.NDArray[np.float64]:
+        """The probability of each of ``values`` (default: all of them) in a random draw.
+
+        Values outside the choice get the mean weight (a value list that a caller extended).
+        """
+        values = self.values if values is None else values
+        weights = dict(zip(self.values, self.weights or (1.0,) * len(self.values), strict=True))
+        mean = float(np.mean(list(weights.values())))
+        raw = np.array([weights.get(v, mean) for v in values], dtype=np.float64)
+        return raw / raw.sum()
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        """One value, drawn by the weights (uniformly where there are none)."""
+        if self.weights is None:
+            return self.values[int(rng.integers(len(self.values)))]
+        return self.values[int(rng.choice(len(self.values), p=self.shares()))]
 
 
 @dataclass(frozen=True)
@@ -192,7 +228,7 @@ class ParameterSpace:
     def build(self, values: Mapping[str, Any]) -> LayerConfig:
         """The layer with ``values`` for some free parameters and the base for the rest.
 
-        Ties, ``same`` padding and ``depthwise`` groups are resolved here.
+        Ties, ``same`` padding and ``depthwise`` / ``width<N>`` groups are resolved here.
 
         Raises:
             InvalidLayerError: the combination is not a valid layer.
@@ -221,10 +257,8 @@ class ParameterSpace:
         """One random value per free parameter."""
         values: dict[str, Any] = {}
         for name, dim in self.dimensions.items():
-            if isinstance(dim, IntRange):
+            if isinstance(dim, IntRange | Choice):
                 values[name] = dim.sample(rng)
-            elif isinstance(dim, Choice):
-                values[name] = dim.values[int(rng.integers(len(dim.values)))]
         return values
 
     def random_layer(self, rng: np.random.Generator) -> LayerConfig:
@@ -313,11 +347,27 @@ def _resolve_symbols(values: dict[str, Any]) -> dict[str, Any]:
             resolved[f"pad_{axis}"] = _same_padding(
                 kernel, int(resolved.get(f"dilation_{axis}", 1))
             )
-    if resolved.get("groups") == DEPTHWISE:
+    groups = resolved.get("groups")
+    if groups == DEPTHWISE:
         channels = int(resolved.get("channels", 1))
         resolved["groups"] = channels
         resolved["out_channels"] = channels
+    elif (width := group_width(groups)) is not None:
+        channels = width * max(2, int(resolved.get("channels", 1)) // width)
+        groups = channels // width
+        out_channels = int(resolved.get("out_channels", channels))
+        resolved["channels"] = channels
+        resolved["groups"] = groups
+        resolved["out_channels"] = groups * max(1, out_channels // groups)
     return resolved
+
+
+def group_width(value: Any) -> int | None:
+    """``N`` of a ``width<N>`` groups value (N >= 2), None for anything else."""
+    if not isinstance(value, str) or not value.startswith(GROUP_WIDTH):
+        return None
+    digits = value[len(GROUP_WIDTH) :]
+    return int(digits) if digits.isdigit() and int(digits) >= 2 else None
 
 
 def _matches(layer: LayerConfig, name: str, option: Any) -> bool:
@@ -328,6 +378,8 @@ def _matches(layer: LayerConfig, name: str, option: Any) -> bool:
         return bool(value == _same_padding(getattr(layer, f"kernel_{axis}"), dilation))
     if option == DEPTHWISE and name == "groups":
         return layer.groups == layer.channels == layer.out_channels
+    if (width := group_width(option)) is not None and name == "groups":
+        return layer.groups > 1 and layer.channels == layer.groups * width
     return bool(value == option)
 
 
@@ -349,7 +401,9 @@ def _dimension_to_data(dim: Dimension) -> Any:
     if isinstance(dim, IntRange):
         return {"range": [dim.low, dim.high], "scale": "log" if dim.log else "uniform"}
     if isinstance(dim, Choice):
-        return {"choices": list(dim.values)}
+        if dim.weights is None:
+            return {"choices": list(dim.values)}
+        return {"choices": list(dim.values), "weights": list(dim.weights)}
     return {"same_as": dim.source}
 
 
@@ -402,10 +456,12 @@ def _parse_base(where: str, kind: LayerKind, data: Any) -> dict[str, Any]:
 def _parse_dimension(where: str, spec: Any) -> Dimension:
     if isinstance(spec, int | str | bool) or spec is None:
         return Fixed(spec)
-    if not isinstance(spec, dict) or len(spec) - ("scale" in spec) != 1:
+    if not isinstance(spec, dict) or len(spec) - ("scale" in spec) - ("weights" in spec) != 1:
         raise SpaceError(
             f"{where} must be a value, {{range: [lo, hi]}}, {{choices}} or {{same_as}}"
         )
+    if "weights" in spec and "choices" not in spec:
+        raise SpaceError(f"{where}: weights belong to a list of choices")
     if "range" in spec:
         bounds = spec["range"]
         if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_int(b) for b in bounds)):
@@ -421,7 +477,17 @@ def _parse_dimension(where: str, spec: Any) -> Dimension:
         values = spec["choices"]
         if not isinstance(values, list) or not values:
             raise SpaceError(f"{where}: choices must be a non-empty list, got {values!r}")
-        return Choice(tuple(values))
+        weights = spec.get("weights")
+        if weights is None:
+            return Choice(tuple(values))
+        if not isinstance(weights, list) or not all(
+            isinstance(w, int | float) and not isinstance(w, bool) for w in weights
+        ):
+            raise SpaceError(f"{where}: weights must be a list of numbers, got {weights!r}")
+        try:
+            return Choice(tuple(values), tuple(float(w) for w in weights))
+        except SpaceError as exc:
+            raise SpaceError(f"{where}: {exc}") from None
     if "same_as" in spec:
         return Tied(str(spec["same_as"]))
     raise SpaceError(f"{where}: unknown form {sorted(spec)[0]!r}")
@@ -552,11 +618,12 @@ def default_space(kind: LayerKind | str) -> ParameterSpace:
     """The space of ``kind`` that covers what real CNNs use, within affordable limits.
 
     conv: channels and output channels 1-1024, square inputs 1-224, kernel 1/3/5/7, stride
-    1/2, ``same`` padding, groups 1 or depthwise; dense: widths 1-4096; max/avg pooling:
-    channels 1-1024, inputs 1-224, kernel 2/3 (avg also 7), stride 1/2, padding 0 or ``same``;
-    global average pooling: channels 1-2048, inputs 1-56; element-wise layers and activations:
-    channels 1-1024, inputs 1-224. Batch is 1 (inference). Limits keep a layer below about
-    1 GMAC and 64 MiB of tensors.
+    1/2, ``same`` padding, groups 1 or depthwise (a space file can add grouped convs, e.g.
+    ``groups: {choices: [1, depthwise, width8], weights: [4, 2, 1]}``); dense: widths 1-4096;
+    max/avg pooling: channels 1-1024, inputs 1-224, kernel 2/3 (avg also 7), stride 1/2,
+    padding 0 or ``same``; global average pooling: channels 1-2048, inputs 1-56; element-wise
+    layers and activations: channels 1-1024, inputs 1-224. Batch is 1 (inference). Limits keep
+    a layer below about 1 GMAC and 64 MiB of tensors.
     """
     kind = parse_kind(kind)
     if kind is LayerKind.CONV:
@@ -579,6 +646,7 @@ def default_spaces() -> dict[LayerKind, ParameterSpace]:
 
 __all__ = [
     "DEPTHWISE",
+    "GROUP_WIDTH",
     "SAME",
     "Choice",
     "Dimension",
@@ -590,6 +658,7 @@ __all__ = [
     "Tied",
     "default_space",
     "default_spaces",
+    "group_width",
     "load_spaces",
     "log_spaced",
     "save_spaces",

@@ -14,6 +14,7 @@ from prmodel.evaluation import (
     EvaluationError,
     EvaluationResult,
     EvaluationSettings,
+    _subsets,
     evaluate,
     write_report,
 )
@@ -177,3 +178,15 @@ def test_a_rerun_reuses_every_measurement(run: tuple[EvaluationResult, Workspace
 def test_bad_settings_are_refused(options: dict[str, object], fragment: str) -> None:
     with pytest.raises(EvaluationError, match=fragment):
         EvaluationSettings(**options)  # type: ignore[arg-type]
+
+
+def test_conv_test_sets_report_depthwise_and_other_grouped_convs_apart() -> None:
+    rows = pd.DataFrame(
+        {"groups": [1, 32, 4, 1], "channels": [16, 32, 32, 8], "latency_us": [1.0, 2.0, 3.0, 4.0]}
+    )
+    subsets = dict(_subsets("random", rows, LayerKind.CONV))
+    assert list(subsets) == ["random", "random-depthwise", "random-grouped"]
+    assert subsets["random-depthwise"]["groups"].tolist() == [32]
+    assert subsets["random-grouped"]["groups"].tolist() == [4]
+    without = dict(_subsets("networks", rows.iloc[[0, 1]], LayerKind.CONV))
+    assert list(without) == ["networks", "networks-depthwise"]  # no grouped rows: no subset

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from prmodel.sampling import (
     perturb,
     sweep_values,
 )
-from prmodel.space import IntRange, default_space
+from prmodel.space import Choice, IntRange, default_space
 from prmodel.targets.analytic import AnalyticTarget
 
 
@@ -94,6 +95,22 @@ def test_step_free_ranges_are_drawn_not_gridded() -> None:
     layers = PRSampler(pr).sample("dense", 300, seed=1)
     assert len({x.channels for x in layers}) > 150  # a coarse grid would have a few dozen
     assert all(x.out_channels % 32 == 0 for x in layers)
+
+
+def test_balanced_draws_follow_the_weights_of_a_choice() -> None:
+    conv = default_space("conv")
+    widths = ("width4", "width16", "width64")
+    groups = Choice((1, "depthwise", *widths), (5.0, 3.0, 1.0, 1.0, 1.0))
+    space = replace(conv, dimensions={**conv.dimensions, "groups": groups})
+    sampler = PRSampler(_cpu_like_set(), {LayerKind.CONV: space}, draw="balanced")
+    layers = sampler.sample("conv", 1100, seed=0)
+    dense = sum(layer.groups == 1 for layer in layers) / len(layers)
+    depthwise = sum(1 < layer.groups == layer.channels for layer in layers) / len(layers)
+    found = {x.channels // x.groups for x in layers if 1 < x.groups < x.channels}
+    assert dense == pytest.approx(5 / 11, abs=0.05)
+    assert depthwise == pytest.approx(3 / 11, abs=0.05)
+    assert found == {4, 16, 64}
+    assert all(space.contains(layer) for layer in layers)
 
 
 def test_unknown_pr_draw_is_refused() -> None:

@@ -10,6 +10,7 @@ import pytest
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.space import (
     DEPTHWISE,
+    GROUP_WIDTH,
     SAME,
     Choice,
     Fixed,
@@ -20,6 +21,7 @@ from prmodel.space import (
     Tied,
     default_space,
     default_spaces,
+    group_width,
     load_spaces,
     log_spaced,
     save_spaces,
@@ -50,6 +52,71 @@ def test_build_resolves_ties_same_padding_and_depthwise() -> None:
     assert layer.groups == layer.channels == layer.out_channels == 32
     assert space.values_from_layer(layer)["groups"] == DEPTHWISE
     assert space.build(space.values_from_layer(layer)) == layer
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        # channels rounded down to the width, outputs down to the groups
+        ({"channels": 100, "out_channels": 50, "groups": "width8"}, (96, 12, 48)),
+        # at least two groups, at least one output per group
+        ({"channels": 5, "out_channels": 1, "groups": "width8"}, (16, 2, 2)),
+        ({"channels": 64, "out_channels": 64, "groups": "width4"}, (64, 16, 64)),
+    ],
+)
+def test_build_resolves_group_widths(
+    values: dict[str, object], expected: tuple[int, int, int]
+) -> None:
+    space = _grouped_space()
+    layer = space.build(values)
+    assert (layer.channels, layer.groups, layer.out_channels) == expected
+    assert space.values_from_layer(layer)["groups"] == values["groups"]
+    assert space.build(space.values_from_layer(layer)) == layer
+    assert space.contains(layer)
+    assert not default_space("conv").contains(layer)  # the default draws no grouped convs
+
+
+def _grouped_space() -> ParameterSpace:
+    conv = default_space("conv")
+    groups = Choice((1, DEPTHWISE, "width4", "width8"), (4.0, 2.0, 1.0, 1.0))
+    return ParameterSpace(LayerKind.CONV, {**conv.dimensions, "groups": groups}, conv.base)
+
+
+@pytest.mark.parametrize(
+    ("value", "width"),
+    [("width8", 8), ("width64", 64), ("width1", None), (GROUP_WIDTH, None), ("widthx", None),
+     (8, None), (DEPTHWISE, None)],
+)  # fmt: skip
+def test_group_width_values(value: object, width: int | None) -> None:
+    assert group_width(value) == width
+
+
+def test_weighted_choices_draw_by_their_weights() -> None:
+    dim = Choice((1, 2, 3), (6.0, 3.0, 1.0))
+    rng = np.random.default_rng(0)
+    draws = np.array([dim.sample(rng) for _ in range(5000)])
+    shares = [float(np.mean(draws == v)) for v in (1, 2, 3)]
+    assert shares == pytest.approx([0.6, 0.3, 0.1], abs=0.03)
+    assert list(dim.shares((3, 1))) == pytest.approx([1 / 7, 6 / 7])  # among those given
+    assert list(Choice((1, 2)).shares()) == [0.5, 0.5]
+
+
+def test_a_space_with_group_widths_draws_grouped_convs_by_the_weights() -> None:
+    space = _grouped_space()
+    rng = np.random.default_rng(0)
+    layers = [space.random_layer(rng) for _ in range(1000)]
+    dense = sum(layer.groups == 1 for layer in layers)
+    depthwise = sum(1 < layer.groups == layer.channels for layer in layers)
+    grouped = [layer for layer in layers if 1 < layer.groups < layer.channels]
+    assert [dense, depthwise, len(grouped)] == pytest.approx([500, 250, 250], abs=50)
+    assert {layer.channels // layer.groups for layer in grouped} == {4, 8}
+    assert all(space.contains(layer) for layer in layers)
+
+
+def test_group_widths_and_weights_round_trip_through_yaml(tmp_path: Path) -> None:
+    path = save_spaces([_grouped_space()], tmp_path / "spaces.yaml")
+    assert "weights: [4.0, 2.0, 1.0, 1.0]" in path.read_text()
+    assert load_spaces(path)[LayerKind.CONV] == _grouped_space()
 
 
 @pytest.mark.parametrize(
@@ -139,6 +206,10 @@ def test_yaml_space_with_shorthands(tmp_path: Path) -> None:
         ("kind: conv\nparameters: {channels: {range: 8}}\n", "range must be"),
         ("kind: conv\nparameters: {channels: {range: [1, 8], scale: cubic}}\n", "scale must"),
         ("kind: conv\nparameters: {channels: {choices: []}}\n", "non-empty list"),
+        ("kind: conv\nparameters: {groups: {choices: [1, 2], weights: [1]}}\n", "one positive"),
+        ("kind: conv\nparameters: {groups: {choices: [1, 2], weights: [1, 0]}}\n", "one positive"),
+        ("kind: conv\nparameters: {groups: {choices: [1], weights: 1}}\n", "list of numbers"),
+        ("kind: conv\nparameters: {channels: {range: [1, 8], weights: [1]}}\n", "list of choices"),
         ("kind: conv\nparameters: {width: {same_as: height}}\n", "tied to unknown height"),
         ("kind: conv\nparameters: {channels: 1}\nlimits: {max_macs: -1}\n", "positive integer"),
         ("kind: conv\nparameters: {channels: 1}\nextra: 1\n", "unknown field 'extra'"),
