@@ -34,8 +34,13 @@ training, so ``n`` is estimated as a new architecture would be. The calibration 
 the same way. It also reports the in-sample figures (models trained on every network's
 samples) for reference.
 
+``--measurements RUN_kernels.csv`` measures nothing: it scores the models against the network
+measurements of an earlier run (its ``*_kernels.csv``: each network's total and every kernel's
+profiled time), so that two versions of the models or the calibration can be compared on the
+same measurements although the machine's speed drifts between runs.
+
 Run: ``.venv/bin/python benchmarks/bench_estimate.py [--workspace .] [--target cpu]
-[--rounds 5] [--oracle | --leave-one-out] [NETWORK.onnx ...]``. Writes
+[--rounds 5] [--oracle | --leave-one-out] [--measurements CSV] [NETWORK.onnx ...]``. Writes
 ``benchmarks/results/bench_estimate.json`` and ``.md`` (``bench_estimate_oracle.*`` with
 ``--oracle``, ``bench_estimate_loo.*`` with ``--leave-one-out``), and ``*_kernels.csv``: every
 kernel of every network with its prediction (with ``--leave-one-out``: by the models that
@@ -60,6 +65,7 @@ import pandas as pd
 
 from prmodel.calibration import CalibrationSample, fit_calibration, load_calibration
 from prmodel.estimator import (
+    KERNEL_TIME_COLUMNS,
     Comparison,
     Estimator,
     LayerModel,
@@ -240,6 +246,66 @@ def measure_all(
     return comparisons
 
 
+def recorded_measurements(
+    path: Path, kernels: Sequence[NetworkKernels], target: Target
+) -> tuple[list[NetworkMeasurement], dict[str, Any]]:
+    """The network measurements of an earlier run, read from its ``*_kernels.csv``.
+
+    Each network's total and its kernels' profiled times come from the CSV; the spread and
+    the machine-speed check from the run's JSON beside it (``<name>.json``) where it is
+    there. The CSV holds only the profiled kernels that run matched to its estimate.
+
+    Raises:
+        SystemExit: the file is unreadable or lacks a network (named).
+    """
+    try:
+        rows = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"{path}: not a bench_estimate kernels CSV ({exc})") from None
+    needed = {"network", "network_measured_us", *KERNEL_TIME_COLUMNS} - {"provider"}
+    if missing := needed - set(rows.columns):
+        raise SystemExit(f"{path}: not a bench_estimate kernels CSV (no {sorted(missing)[0]})")
+    sibling = path.with_name(path.name.replace("_kernels.csv", ".json"))
+    recorded = json.loads(sibling.read_text()) if sibling.is_file() else {}
+    spreads = {n["name"]: n["spread_pct"] for n in recorded.get("networks", [])}
+    measurements = []
+    for found in kernels:
+        name = found.network.name
+        group = rows[rows["network"] == name]
+        if group.empty:
+            raise SystemExit(f"{path}: no measurement of network {name}")
+        timed = group[group["measured_us"].notna()]
+        total = float(group["network_measured_us"].iloc[0])
+        # p10 / p90 are only kept to report the recorded spread (p90 - p10) / median.
+        spread = float(spreads.get(name, 0.0))
+        measurements.append(
+            NetworkMeasurement(
+                network=name,
+                target_id=target.target_id,
+                total_us=total,
+                median_us=total,
+                p10_us=total,
+                p90_us=total * (1 + spread / 100),
+                round_medians_us=(total,),
+                runs=0,
+                kernels=pd.DataFrame(
+                    {
+                        "node": timed["node"].astype(str),
+                        "op": timed["op"].astype(str).str.rpartition(".")[2],
+                        "measured_us": timed["measured_us"].astype(float),
+                        "provider": "recorded",
+                        "output_shape": timed["output_shape"].astype(str),
+                    }
+                ).reset_index(drop=True),
+                settings=NetworkMeasureSettings(),
+            )
+        )
+    source = {"file": str(path), "spread_recorded": bool(spreads)}
+    if "machine_speed" in recorded:
+        source["machine_speed"] = recorded["machine_speed"]
+    return measurements, source
+
+
 def speed_check(
     workspace: Workspace, target: Target, layers: Sequence[LayerConfig]
 ) -> dict[str, float]:
@@ -399,9 +465,22 @@ def report(args: argparse.Namespace, paths: Sequence[Path]) -> tuple[dict[str, A
         loaded = Estimator.load(workspace, target, calibrated=False, strict=False)
         info["models"] = sorted(kind.value for kind in loaded.models)
         estimators = [loaded] * len(paths)
-    reference = speed_layers(workspace, target, args.speed_layers) if args.speed_layers else []
-    speed_before = speed_check(workspace, target, reference) if reference else None
-    comparisons = measure_all(paths, estimators, kernels, settings, args.passes)
+    if args.measurements is not None:
+        recorded, info["measurements_from"] = recorded_measurements(
+            args.measurements, kernels, target
+        )
+        if "machine_speed" in info["measurements_from"]:
+            info["machine_speed"] = info["measurements_from"].pop("machine_speed")
+        comparisons = [
+            compare(estimator.predict(found), measurement)
+            for found, estimator, measurement in zip(kernels, estimators, recorded, strict=True)
+        ]
+        reference: list[LayerConfig] = []
+        speed_before = None
+    else:
+        reference = speed_layers(workspace, target, args.speed_layers) if args.speed_layers else []
+        speed_before = speed_check(workspace, target, reference) if reference else None
+        comparisons = measure_all(paths, estimators, kernels, settings, args.passes)
     if reference:
         info["machine_speed"] = {
             "before_networks": speed_before,
@@ -593,6 +672,15 @@ def markdown(info: dict[str, Any]) -> str:
         "",
         f"Calibration fitted on all networks: total = {info['calibration_on_all']['formula']}.",
     ]
+    if "measurements_from" in info:
+        source = info["measurements_from"]
+        lines += [
+            "",
+            f"Nothing measured in this run: the networks' measurements are those recorded in "
+            f"`{source['file']}`"
+            + ("" if source["spread_recorded"] else " (spread not recorded: shown as 0)")
+            + "; the machine-speed check below is that run's.",
+        ]
     if "machine_speed" in info:
         speed_info = info["machine_speed"]
         before, after = speed_info["before_networks"], speed_info["after_networks"]
@@ -661,6 +749,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the network-prior sampler")
     parser.add_argument(
         "--regressor", default="xgboost", help="regressor of the --leave-one-out models"
+    )
+    parser.add_argument(
+        "--measurements",
+        type=Path,
+        help="score against an earlier run's *_kernels.csv instead of measuring the networks",
     )
     parser.add_argument("--cli-repeats", type=int, default=3, help="timed `prmodel estimate` runs")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder for the results")
