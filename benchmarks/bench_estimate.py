@@ -674,12 +674,12 @@ def markdown(info: dict[str, Any]) -> str:
     ]
     if "measurements_from" in info:
         source = info["measurements_from"]
+        spread = "" if source["spread_recorded"] else " (spread not recorded: shown as 0)"
+        check = "; the machine-speed check below is that run's" if "machine_speed" in info else ""
         lines += [
             "",
-            f"Nothing measured in this run: the networks' measurements are those recorded in "
-            f"`{source['file']}`"
-            + ("" if source["spread_recorded"] else " (spread not recorded: shown as 0)")
-            + "; the machine-speed check below is that run's.",
+            "Nothing measured in this run: the networks' measurements are those recorded in "
+            f"`{source['file']}`{spread}{check}.",
         ]
     if "machine_speed" in info:
         speed_info = info["machine_speed"]
