@@ -451,12 +451,15 @@ class _PlanParser:
 
 
 def shipped_plans_dir() -> Path:
-    """The ``sweeps/`` folder of plans shipped with prmodel (the repository's own).
+    """The folder of sweep plans shipped with prmodel (package data, ``prmodel/shipped_sweeps``).
+
+    ``prmodel init`` copies them into a workspace's ``sweeps/``; ``prmodel sweep NAME`` finds
+    them by name.
 
     Raises:
         PlanError: prmodel was installed without its shipped plans.
     """
-    folder = Path(__file__).resolve().parent.parent / "sweeps"
+    folder = Path(__file__).resolve().parent / "shipped_sweeps"
     if not folder.is_dir():
         raise PlanError(f"{folder}: the shipped sweep plans are not installed here")
     return folder

@@ -99,6 +99,15 @@ def test_init_copies_shipped_plans_and_sweep_finds_them(tmp_path: Path) -> None:
     assert out["plans"][0]["measured"] == 12
 
 
+def test_a_bare_name_finds_a_shipped_plan_in_any_workspace(tmp_path: Path) -> None:
+    ws = tmp_path / "empty"
+    plan = shipped_plans_dir() / "conv_kernel.yaml"
+    assert plan.is_file() and plan.parent.parent.name == "prmodel"  # package data
+    out = json.loads(invoke("sweep", "conv_kernel", "-t", "analytic", "-w", str(ws), "--json"))
+    assert out["plans"][0]["plan_name"] == "conv_kernel" and out["plans"][0]["measured"] > 0
+    assert not (ws / "sweeps" / "conv_kernel.yaml").exists()  # used in place, not copied
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".parquet"])
 def test_export_and_show(tmp_path: Path, suffix: str) -> None:
     ws = tmp_path / "ws"

@@ -29,7 +29,7 @@ PlanArguments = Annotated[
     list[Path],
     typer.Argument(
         help="Plan files (YAML) or folders of them; a bare name is also looked up in the "
-        "workspace's sweeps/ folder.",
+        "workspace's sweeps/ folder, then among the plans shipped with prmodel.",
         show_default=False,
     ),
 ]
@@ -76,8 +76,9 @@ def sweep(
 
     Every point is committed to the workspace's store (sweeps/measurements.sqlite) the
     moment it is measured: interrupt at any time and run the same command again to resume.
+    A bare name finds a plan in the workspace's sweeps/ or among those shipped with prmodel.
 
-    Example: prmodel sweep sweeps/conv_out_channels.yaml --target cpu
+    Example: prmodel sweep conv_out_channels --target cpu
 
     Example: prmodel sweep sweeps/networks-ort-cpu-t1-all.yaml --max-rounds 7
     """
@@ -123,11 +124,15 @@ def sweep(
 
 
 def _plan_path(path: Path, ws: Workspace) -> Path:
+    """``path`` as given, else in the workspace's sweeps/, else among the shipped plans."""
+    from prmodel.plans import shipped_plans_dir
+
     if path.exists():
         return path
-    for candidate in (ws.sweeps_dir / path, ws.sweeps_dir / f"{path}.yaml"):
-        if candidate.exists():
-            return candidate
+    for folder in (ws.sweeps_dir, shipped_plans_dir()):
+        for candidate in (folder / path, folder / f"{path}.yaml"):
+            if candidate.exists():
+                return candidate
     return path  # load_plans names it in its error
 
 
