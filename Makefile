@@ -21,7 +21,7 @@ run: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check prmodel tests benchmarks
 	$(BIN)/ruff format --check prmodel tests benchmarks
-	$(BIN)/mypy prmodel
+	$(BIN)/mypy prmodel benchmarks
 
 test: lint
 	$(BIN)/python -m pytest -q

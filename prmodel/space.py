@@ -353,9 +353,12 @@ def _resolve_symbols(values: dict[str, Any]) -> dict[str, Any]:
         resolved["groups"] = channels
         resolved["out_channels"] = channels
     elif (width := group_width(groups)) is not None:
-        channels = width * max(2, int(resolved.get("channels", 1)) // width)
+        drawn = int(resolved.get("channels", 1))
+        channels = width * max(2, drawn // width)
         groups = channels // width
         out_channels = int(resolved.get("out_channels", channels))
+        if out_channels == drawn:  # equal (e.g. tied) channels stay equal
+            out_channels = channels
         resolved["channels"] = channels
         resolved["groups"] = groups
         resolved["out_channels"] = groups * max(1, out_channels // groups)
@@ -576,6 +579,35 @@ def _conv_space() -> ParameterSpace:
     return ParameterSpace(LayerKind.CONV, dims, {**base, "groups": 1}, limits)
 
 
+GROUPED_WIDTHS = (4, 8, 16, 32, 64)
+"""Channels per group of :func:`grouped_conv_space`: ResNeXt uses 4-8, RegNet 8-64 or more."""
+
+
+def grouped_conv_space() -> ParameterSpace:
+    """Grouped convs as networks use them (ResNeXt, RegNet): the 3x3 conv of a grouped block.
+
+    Output channels equal input channels (8-1024), kernel 3x3 with ``same`` padding, stride
+    1 or 2, groups of :data:`GROUPED_WIDTHS` channels each, ReLU fused or not. The default
+    conv space draws no grouped convs (groups 1 or depthwise); latency jumps when a group
+    fills the CPU's channel block (AVX-512: 16) and the runtime switches from one small GEMM
+    per group to its blocked kernel, so a model must see both sides to predict unseen
+    grouped networks. Models trained without such layers put RegNetY-400MF's grouped convs
+    about 15 % under their measured time (benchmarks/results/bench_estimate_loo_run6.md).
+    """
+    conv = _conv_space()
+    widths = tuple(f"{GROUP_WIDTH}{width}" for width in GROUPED_WIDTHS)
+    dims: dict[str, Dimension] = {
+        **conv.dimensions,
+        "channels": IntRange(8, 1024),
+        "out_channels": Tied("channels"),
+        "kernel_h": Choice((3,)),
+        "groups": Choice(widths),
+        "activation": Choice((None, "relu")),
+    }
+    base = {**conv.base, "groups": widths[1], "activation": None}
+    return ParameterSpace(LayerKind.CONV, dims, base, conv.limits)
+
+
 def _dense_space() -> ParameterSpace:
     dims: dict[str, Dimension] = {
         "batch": Fixed(1),
@@ -646,6 +678,7 @@ def default_spaces() -> dict[LayerKind, ParameterSpace]:
 
 __all__ = [
     "DEPTHWISE",
+    "GROUPED_WIDTHS",
     "GROUP_WIDTH",
     "SAME",
     "Choice",
@@ -659,6 +692,7 @@ __all__ = [
     "default_space",
     "default_spaces",
     "group_width",
+    "grouped_conv_space",
     "load_spaces",
     "log_spaced",
     "save_spaces",

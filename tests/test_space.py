@@ -11,6 +11,7 @@ from prmodel.layers import LayerConfig, LayerKind
 from prmodel.space import (
     DEPTHWISE,
     GROUP_WIDTH,
+    GROUPED_WIDTHS,
     SAME,
     Choice,
     Fixed,
@@ -22,6 +23,7 @@ from prmodel.space import (
     default_space,
     default_spaces,
     group_width,
+    grouped_conv_space,
     load_spaces,
     log_spaced,
     save_spaces,
@@ -113,7 +115,30 @@ def test_a_space_with_group_widths_draws_grouped_convs_by_the_weights() -> None:
     assert all(space.contains(layer) for layer in layers)
 
 
+def test_the_grouped_conv_space_draws_grouped_block_convs() -> None:
+    space = grouped_conv_space()
+    rng = np.random.default_rng(0)
+    layers = [space.random_layer(rng) for _ in range(500)]
+    assert all(1 < layer.groups < layer.channels for layer in layers)
+    assert {layer.channels // layer.groups for layer in layers} == set(GROUPED_WIDTHS)
+    assert all(layer.out_channels == layer.channels for layer in layers)
+    assert {(layer.kernel_h, layer.pad_h) for layer in layers} == {(3, 1)}
+    assert {layer.stride_h for layer in layers} == {1, 2}
+    assert {layer.activation for layer in layers} == {None, "relu"}
+    assert all(space.contains(layer) and space.limits.allows(layer) for layer in layers)
+    assert space.build(space.base).groups == 8  # the base layer: 64 channels in groups of 8
+
+
+def test_tied_output_channels_follow_the_channels_a_group_width_rounds() -> None:
+    space = grouped_conv_space()
+    # 100 channels in groups of 8: 96; 5 channels: raised to two groups, 16
+    assert space.build({"channels": 100, "groups": "width8"}).out_channels == 96
+    assert space.build({"channels": 5, "groups": "width8"}).out_channels == 16
+
+
 def test_group_widths_and_weights_round_trip_through_yaml(tmp_path: Path) -> None:
+    path = save_spaces([grouped_conv_space()], tmp_path / "grouped.yaml")
+    assert load_spaces(path)[LayerKind.CONV] == grouped_conv_space()
     path = save_spaces([_grouped_space()], tmp_path / "spaces.yaml")
     assert "weights: [4.0, 2.0, 1.0, 1.0]" in path.read_text()
     assert load_spaces(path)[LayerKind.CONV] == _grouped_space()
