@@ -19,9 +19,17 @@ the fit decides the sign. ``capped_sum_us`` sums every kernel's prediction cappe
 ``us_cap``: inside a network a short kernel slows down by a larger share than a long one
 (profiled in-network / lone time of the reference networks' kernels: 1.28 at 20-50 µs,
 1.19 at 100-300 µs, 1.08 above 1 ms), so the extra cost of a kernel grows with its time
-only up to a point; the cap is chosen from :data:`CAP_CHOICES_US` with the terms. Which
-terms are used is chosen by
-leave-one-network-out error, so a term is only kept when it predicts networks it was not
+only up to a point; the cap is chosen from :data:`CAP_CHOICES_US` by leave-one-network-out
+error.
+
+Which terms are used depends on how many networks were measured. From
+:data:`FULL_FORM_MIN_NETWORKS` on, the total always uses :data:`FULL_FORM` (scale, per-kernel
+and capped terms): both effects are always there, and with a dozen networks the three
+coefficients are well determined. Choosing terms by leave-one-out error instead flipped
+between forms from one left-out network to the next and scored worse on every measured run
+of the reference networks (benchmarks/results/bench_estimate_loo_run6.md). With fewer
+networks the terms are chosen by leave-one-network-out error among the scale alone and the
+scale plus one other term, so a term is only kept when it predicts networks it was not
 fitted on better. The fit minimises relative errors, the other coefficients non-negative.
 A kernel's calibrated time is never below zero. A network whose kernel sum is more than 3x
 off its measurement (a model extrapolating far outside its training set) is left out of the
@@ -64,7 +72,11 @@ TERMS: tuple[str, ...] = ("scale", "weights", "offset", "kernels", "capped")
 SIGNED_TERMS: tuple[str, ...] = ("kernels",)
 """Terms whose coefficient may be negative (see the module doc)."""
 MAX_EXTRA_TERMS = 1
-"""Terms besides the scale a calibration may use: with a dozen networks, more overfit."""
+"""Terms besides the scale that a calibration from few networks may choose."""
+FULL_FORM: tuple[str, ...] = ("scale", "kernels", "capped")
+"""The terms of every calibration from :data:`FULL_FORM_MIN_NETWORKS` networks or more."""
+FULL_FORM_MIN_NETWORKS = 8
+"""Networks from which the calibration uses :data:`FULL_FORM` instead of choosing terms."""
 CAP_CHOICES_US: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0, 4000.0)
 """Caps tried for the ``capped`` term (µs); the fit keeps the one that predicts best."""
 MIN_OP_SAMPLES = 3
@@ -441,15 +453,19 @@ def _select_terms(
 ) -> tuple[tuple[str, ...], float, float | None]:
     """The term set (and cap) with the lowest leave-one-network-out MAPE.
 
-    Ties go to fewer terms, then to the smaller cap. Returns the terms, the cap of the
-    ``capped`` term (the first choice where it is not used) and the MAPE.
+    From :data:`FULL_FORM_MIN_NETWORKS` networks on, the set is :data:`FULL_FORM` and only
+    its cap is chosen. Ties go to fewer terms, then to the smaller cap. Returns the terms,
+    the cap of the ``capped`` term (the first choice where it is not used) and the MAPE.
     """
     first = next(iter(by_cap))
-    candidates = [
-        ("scale", *c)
-        for r in range(MAX_EXTRA_TERMS + 1)
-        for c in itertools.combinations(TERMS[1:], r)
-    ]
+    if len(measured) >= FULL_FORM_MIN_NETWORKS:
+        candidates = [FULL_FORM]
+    else:
+        candidates = [
+            ("scale", *c)
+            for r in range(MAX_EXTRA_TERMS + 1)
+            for c in itertools.combinations(TERMS[1:], r)
+        ]
     usable = [terms for terms in candidates if len(measured) > len(terms)]
     if not usable:
         return ("scale",), first, None

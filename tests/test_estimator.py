@@ -16,6 +16,8 @@ import pytest
 from onnx import TensorProto, helper
 
 from prmodel.calibration import (
+    FULL_FORM,
+    FULL_FORM_MIN_NETWORKS,
     BandwidthFit,
     Calibration,
     CalibrationError,
@@ -312,6 +314,38 @@ def _short_and_long(name: str, short: int, long: int) -> CalibrationSample:
     )
     measured = sum(p + 0.2 * min(p, 1000.0) for p in predicted)
     return CalibrationSample(name, measured, kernels)
+
+
+def _mixed(name: str, counts: tuple[int, int, int]) -> CalibrationSample:
+    """20 us, 400 us and 5 ms kernels; the network runs 1.05 x the sum, plus 0.15 x each
+    kernel's first 1000 us, less 2 us per kernel."""
+    predicted = [20.0] * counts[0] + [400.0] * counts[1] + [5000.0] * counts[2]
+    kernels = pd.DataFrame(
+        {
+            "op": ["Conv"] * len(predicted),
+            "status": ["modelled"] * len(predicted),
+            "predicted_us": predicted,
+            "bytes_moved": [1000] * len(predicted),
+            "weight_bytes": [0] * len(predicted),
+        }
+    )
+    measured = sum(1.05 * p + 0.15 * min(p, 1000.0) - 2.0 for p in predicted)
+    return CalibrationSample(name, measured, kernels)
+
+
+def test_from_eight_networks_the_fit_uses_the_full_form() -> None:
+    mixes = [(100, 2, 0), (5, 20, 3), (60, 0, 8), (10, 40, 1), (200, 10, 2), (0, 5, 12),
+             (30, 30, 30), (80, 1, 5), (15, 60, 0)]  # fmt: skip
+    samples = [_mixed(f"n{i}", mix) for i, mix in enumerate(mixes)]
+    assert len(samples) >= FULL_FORM_MIN_NETWORKS
+    calibration = fit_calibration(samples, target_id="t")
+    assert calibration.terms == FULL_FORM
+    assert calibration.us_cap == 1000.0
+    assert calibration.scale == pytest.approx(1.05, rel=1e-4)
+    assert calibration.capped_scale == pytest.approx(0.15, rel=1e-3)
+    assert calibration.us_per_kernel == pytest.approx(-2.0, rel=1e-3)
+    # with fewer networks the same data gets a term set chosen by leave-one-out error
+    assert fit_calibration(samples[:5], target_id="t").terms != FULL_FORM
 
 
 def test_fit_finds_the_capped_term_and_its_cap() -> None:
