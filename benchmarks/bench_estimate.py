@@ -274,7 +274,8 @@ def recorded_measurements(
 
     Each network's total and its kernels' profiled times come from the CSV; the spread and
     the machine-speed check from the run's JSON beside it (``<name>.json``) where it is
-    there. The CSV holds only the profiled kernels that run matched to its estimate.
+    there. The CSV holds only the profiled kernels that run matched to its estimate; it may
+    be gzipped (``*_kernels.csv.gz``, as the archived runs in ``results/runs/`` are).
 
     Raises:
         SystemExit: the file is unreadable or lacks a network (named).
@@ -286,7 +287,7 @@ def recorded_measurements(
     needed = {"network", "network_measured_us", *KERNEL_TIME_COLUMNS} - {"provider"}
     if missing := needed - set(rows.columns):
         raise SystemExit(f"{path}: not a bench_estimate kernels CSV (no {sorted(missing)[0]})")
-    sibling = path.with_name(path.name.replace("_kernels.csv", ".json"))
+    sibling = path.with_name(path.name.removesuffix(".gz").replace("_kernels.csv", ".json"))
     recorded = json.loads(sibling.read_text()) if sibling.is_file() else {}
     spreads = {n["name"]: n["spread_pct"] for n in recorded.get("networks", [])}
     measurements = []

@@ -137,7 +137,7 @@ def test_tied_output_channels_follow_the_channels_a_group_width_rounds() -> None
 
 
 def test_group_widths_and_weights_round_trip_through_yaml(tmp_path: Path) -> None:
-    path = save_spaces([grouped_conv_space()], tmp_path / "grouped.yaml")
+    path = save_spaces([grouped_conv_space()], str(tmp_path / "grouped.yaml"))  # str or Path
     assert load_spaces(path)[LayerKind.CONV] == grouped_conv_space()
     path = save_spaces([_grouped_space()], tmp_path / "spaces.yaml")
     assert "weights: [4.0, 2.0, 1.0, 1.0]" in path.read_text()
