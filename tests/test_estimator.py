@@ -300,10 +300,9 @@ def test_fit_finds_a_negative_per_kernel_term() -> None:
     assert all(abs(n.error_pct) < 1e-3 for n in calibration.networks)
 
 
-def _short_and_long(name: str, short: int, long: int) -> CalibrationSample:
-    """50 us and 3 ms kernels; each runs 1.0 x its time + 0.2 x its first 1000 us."""
-    predicted = [50.0] * short + [3000.0] * long
-    kernels = pd.DataFrame(
+def _modelled_convs(predicted: list[float]) -> pd.DataFrame:
+    """An estimate table of modelled conv kernels with these predictions and no weights."""
+    return pd.DataFrame(
         {
             "op": ["Conv"] * len(predicted),
             "status": ["modelled"] * len(predicted),
@@ -312,25 +311,21 @@ def _short_and_long(name: str, short: int, long: int) -> CalibrationSample:
             "weight_bytes": [0] * len(predicted),
         }
     )
+
+
+def _short_and_long(name: str, short: int, long: int) -> CalibrationSample:
+    """50 us and 3 ms kernels; each runs 1.0 x its time + 0.2 x its first 1000 us."""
+    predicted = [50.0] * short + [3000.0] * long
     measured = sum(p + 0.2 * min(p, 1000.0) for p in predicted)
-    return CalibrationSample(name, measured, kernels)
+    return CalibrationSample(name, measured, _modelled_convs(predicted))
 
 
 def _mixed(name: str, counts: tuple[int, int, int]) -> CalibrationSample:
     """20 us, 400 us and 5 ms kernels; the network runs 1.05 x the sum, plus 0.15 x each
     kernel's first 1000 us, less 2 us per kernel."""
     predicted = [20.0] * counts[0] + [400.0] * counts[1] + [5000.0] * counts[2]
-    kernels = pd.DataFrame(
-        {
-            "op": ["Conv"] * len(predicted),
-            "status": ["modelled"] * len(predicted),
-            "predicted_us": predicted,
-            "bytes_moved": [1000] * len(predicted),
-            "weight_bytes": [0] * len(predicted),
-        }
-    )
     measured = sum(1.05 * p + 0.15 * min(p, 1000.0) - 2.0 for p in predicted)
-    return CalibrationSample(name, measured, kernels)
+    return CalibrationSample(name, measured, _modelled_convs(predicted))
 
 
 def test_from_eight_networks_the_fit_uses_the_full_form() -> None:
