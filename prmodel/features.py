@@ -14,6 +14,12 @@ feature matrix:
   (ANNETTE's efficiency factor ``n / (ceil(n/p)·p)``), plus the MACs of the layer with every
   stepped dimension rounded, the resulting overall efficiency and the rounded MACs per byte
   (which side of the roofline the padded kernel sits on);
+- for pooling, where the hardware profile names a channel block (a CPU's NCHWc block),
+  whether the channels fill whole blocks (``channels_blocked``): ONNX Runtime pools in the
+  blocked layout only then, and elsewhere runs a plain kernel that is slower per element
+  (medians over the network-prior pooling layers on AVX-512: 2x for max and global average
+  pooling, 10x for average pooling). Latency is a comb over channels there, not a staircase,
+  so the step detector finds no steps;
 - for conv and dense, the GEMM view (``M`` output pixels, ``K`` reduction, ``N`` outputs per
   group) and, where the hardware profile says how the hardware tiles it
   (:class:`~prmodel.hardware.GemmBlocks`), the tiles per dimension, the padded sizes, the
@@ -48,6 +54,9 @@ from prmodel.layers import (
 from prmodel.representatives import ParameterSteps, RepresentativeSet, plateau_layer
 
 _WINDOWED = (LayerKind.CONV, LayerKind.MAXPOOL, LayerKind.AVGPOOL)
+_POOLS = (LayerKind.MAXPOOL, LayerKind.AVGPOOL, LayerKind.GLOBALAVGPOOL)
+BLOCKED_FEATURE = "channels_blocked"
+"""The feature saying whether a pooling layer's channels fill whole layout blocks."""
 _GEMM_KINDS = (LayerKind.CONV, LayerKind.DENSE)
 _GEMM_VIEW = ("gemm_m", "gemm_k", "gemm_n")
 _GEMM_TILED = (
@@ -86,12 +95,14 @@ class FeatureSpec:
 
     Build it with :meth:`for_kind`; ``steps`` holds only the parameters of ``kind`` that
     have a staircase, in the kind's canonical parameter order; ``blocks`` how the hardware
-    tiles the kind's GEMM view (None: unknown, no tiled features).
+    tiles the kind's GEMM view (None: unknown, no tiled features); ``channel_block`` the
+    channel block pooling runs in (None: unknown or not a pooling kind, no such feature).
     """
 
     kind: LayerKind
     steps: tuple[ParameterSteps, ...] = ()
     blocks: GemmBlocks | None = None
+    channel_block: int | None = None
 
     @classmethod
     def for_kind(
@@ -110,15 +121,17 @@ class FeatureSpec:
         if profile is None and representatives is not None:
             profile = profile_of(representatives)
         blocks = profile.gemm_blocks(kind) if profile is not None else None
+        channel_block = profile.channel_block() if profile is not None else None
+        channel_block = channel_block if kind in _POOLS else None
         if representatives is None:
-            return cls(kind, blocks=blocks)
+            return cls(kind, blocks=blocks, channel_block=channel_block)
         analysed = representatives.for_kind(kind)
         stepped = tuple(
             analysed[name]
             for name in PARAMETERS[kind]
             if name in analysed and analysed[name].has_steps
         )
-        return cls(kind, stepped, blocks)
+        return cls(kind, stepped, blocks, channel_block)
 
     @property
     def work_feature(self) -> str | None:
@@ -148,6 +161,8 @@ class FeatureSpec:
             names += ["output_height", "output_width"]
         if self.kind is LayerKind.CONV:
             names.append("group_channels")
+        if self.channel_block is not None:
+            names.append(BLOCKED_FEATURE)
         names += list(_DERIVED)
         for steps in self.steps:
             p = steps.parameter
@@ -196,6 +211,8 @@ class FeatureSpec:
             row += [float(layer.output_height), float(layer.output_width)]
         if self.kind is LayerKind.CONV:
             row.append(float(layer.channels // layer.groups))
+        if self.channel_block is not None:
+            row.append(float(layer.channels % self.channel_block == 0))
         row += [derive(layer) for derive in _DERIVED.values()]
         for steps in self.steps:
             row += _step_features(steps, getattr(layer, steps.parameter))
@@ -215,6 +232,7 @@ class FeatureSpec:
             "names": list(self.names),
             "steps": [_steps_to_dict(s) for s in self.steps],
             "gemm_blocks": self.blocks.to_dict() if self.blocks is not None else None,
+            "channel_block": self.channel_block,
         }
 
     @classmethod
@@ -222,10 +240,12 @@ class FeatureSpec:
         """Inverse of :meth:`to_dict` (the ``names`` entry is checked by the caller)."""
         kind = LayerKind(data["kind"])
         blocks = data.get("gemm_blocks")
+        channel_block = data.get("channel_block")  # absent from models saved before it existed
         return cls(
             kind,
             tuple(_steps_from_dict(kind, s) for s in data.get("steps", ())),
             GemmBlocks.from_dict(blocks) if blocks else None,
+            int(channel_block) if channel_block else None,
         )
 
 
@@ -315,6 +335,7 @@ def _steps_from_dict(kind: LayerKind, data: Mapping[str, Any]) -> ParameterSteps
 
 
 __all__ = [
+    "BLOCKED_FEATURE",
     "WORK_FEATURE",
     "FeatureError",
     "FeatureSpec",

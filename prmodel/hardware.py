@@ -192,6 +192,12 @@ class HardwareProfile:
             return _cpu_blocks(arch, kind)
         return None
 
+    def channel_block(self) -> int | None:
+        """The channel block of the hardware's blocked layout (a CPU's NCHWc block), if any."""
+        if self.family != "cpu":
+            return None
+        return _arch_int(self.architecture, "nchwc_block")
+
     # -- files -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """The profile as plain data in the file schema."""

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from prmodel.features import FeatureError, FeatureSpec, gemm_view
-from prmodel.hardware import GemmBlocks, scalesim_profile
+from prmodel.features import BLOCKED_FEATURE, FeatureError, FeatureSpec, gemm_view
+from prmodel.hardware import GemmBlocks, builtin_profile, scalesim_profile
 from prmodel.layers import ACTIVATIONS, PARAMETERS, LayerConfig, LayerKind
 from prmodel.representatives import ParameterSteps, RepresentativeSet
 from prmodel.targets.scalesim import ScaleSimTarget
@@ -200,3 +200,26 @@ def test_plateau_of_moves_stepped_parameters(
 ) -> None:
     spec = FeatureSpec.for_kind("conv", PR)
     assert spec.plateau_of(layer) == (expected or layer)
+
+
+@pytest.mark.parametrize("kind", [LayerKind.MAXPOOL, LayerKind.AVGPOOL, LayerKind.GLOBALAVGPOOL])
+def test_pools_learn_whether_their_channels_fill_the_cpu_block(kind: LayerKind) -> None:
+    spec = FeatureSpec.for_kind(kind, profile=builtin_profile("ort-cpu-avx512"))
+    assert spec.channel_block == 16 and BLOCKED_FEATURE in spec.names
+    column = spec.names.index(BLOCKED_FEATURE)
+    layers = [LayerConfig.create(kind, channels=c, height=14, width=14) for c in (64, 60, 832)]
+    assert spec.transform(layers)[:, column].tolist() == [1.0, 0.0, 1.0]
+    assert FeatureSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_the_channel_block_feature_needs_a_pooling_kind_and_a_cpu_block() -> None:
+    avx512 = builtin_profile("ort-cpu-avx512")
+    assert BLOCKED_FEATURE not in FeatureSpec.for_kind("conv", profile=avx512).names
+    assert builtin_profile("ort-cpu-avx2").channel_block() == 8
+    assert builtin_profile("ort-cpu-generic").channel_block() is None
+    accelerator = scalesim_profile(ScaleSimTarget(rows=32, cols=32, dataflow="ws"))
+    assert BLOCKED_FEATURE not in FeatureSpec.for_kind("maxpool", profile=accelerator).names
+    # a spec saved before the feature existed rebuilds without it
+    saved = FeatureSpec.for_kind("maxpool", profile=avx512).to_dict()
+    del saved["channel_block"]
+    assert BLOCKED_FEATURE not in FeatureSpec.from_dict(saved).names
