@@ -357,6 +357,36 @@ class MeasurementStore:
         ).fetchall()
         return pd.DataFrame(rows, columns=["target_id", "kind", "ok", "error", "last_measured"])
 
+    def machine_speed(self) -> pd.DataFrame:
+        """How fast the machine was, hour by hour, judged by the sweep's canary.
+
+        Every point measured on a noisy target keeps ``canary_us`` in ``extra``: the median
+        wall time of the same fixed conv (``prmodel.sweep.CANARY_LAYER``) in the rounds that
+        measured the point. Per target, fingerprint and hour of ``measured_at`` this gives the
+        points, the canary's median and ``relative``: that median over the fastest hour's of
+        the same target and fingerprint (1.10: the machine ran 10 % slower than at its best,
+        and so, roughly, did the layers measured then). Empty where no point has a canary.
+        """
+        columns = ["target_id", "fingerprint", "hour", "points", "canary_us", "relative"]
+        found = self._conn.execute(
+            "SELECT target_id, fingerprint_hash, substr(measured_at, 1, 13), extra "
+            "FROM measurements WHERE status = 'ok' AND extra LIKE '%canary_us%'"
+        ).fetchall()
+        rows = [
+            (target, digest[:8], hour, float(json.loads(extra)["canary_us"]))
+            for target, digest, hour, extra in found
+        ]
+        if not rows:
+            return pd.DataFrame(columns=columns)
+        frame = pd.DataFrame(rows, columns=["target_id", "fingerprint", "hour", "canary_us"])
+        keys = ["target_id", "fingerprint", "hour"]
+        hourly = frame.groupby(keys, as_index=False).agg(
+            points=("canary_us", "size"), canary_us=("canary_us", "median")
+        )
+        fastest = hourly.groupby(["target_id", "fingerprint"])["canary_us"].transform("min")
+        hourly["relative"] = hourly["canary_us"] / fastest
+        return hourly[columns].sort_values(keys, ignore_index=True)
+
     # -- export ------------------------------------------------------------------------------
     def export(self, path: str | Path, **filters: Any) -> int:
         """Write :meth:`frame` (with ``filters``) to ``.parquet`` or ``.csv``; returns rows.

@@ -38,7 +38,10 @@ Method:
    ``disturbed_rounds``, ``calls_per_round``, ``round_spread`` (max/min round median - 1),
    ``canary_ratio`` (median over the point's accepted rounds of the canary's round median
    over the lowest canary median of the sweep: near 1 on a quiet machine, higher for a
-   point measured while the machine was persistently slower) and the target's own numbers.
+   point measured while the machine was persistently slower), ``canary_us`` (the median of
+   those canary round medians in µs of wall time: the same fixed layer across sweeps, so
+   ``prmodel show`` can tell from it how fast the machine was hour by hour) and the target's
+   own numbers.
 6. **Durability.** Each point is committed the moment it is done, so Ctrl-C or SIGKILL loses
    at most the points in flight, and running the same sweep again resumes.
 """
@@ -242,6 +245,8 @@ class _Point:
     wall_rounds: list[list[float]] = field(default_factory=list)
     canary_ratios: list[float] = field(default_factory=list)
     """Canary round median over its best ever, for each accepted round with a canary."""
+    canary_medians: list[float] = field(default_factory=list)
+    """The canary's round median (µs of wall time), for the same rounds."""
     disturbed: int = 0
 
 
@@ -393,8 +398,9 @@ class _Runner:
                     bar.advance()
                     continue
                 self._file_round(point, walls[point], disturbed=disturbed)
-                if canary is not None and canary.last_ratio is not None and not disturbed:
-                    point.canary_ratios.append(canary.last_ratio)
+                if canary is not None and canary.last_median is not None and not disturbed:
+                    point.canary_ratios.append(canary.last_ratio or 1.0)
+                    point.canary_medians.append(canary.last_median)
                 late = time.perf_counter() > deadline and bool(point.wall_rounds)
                 if late or self._converged(point):
                     active.remove(point)
@@ -471,6 +477,7 @@ class _Runner:
         )
         if point.canary_ratios:
             extra["canary_ratio"] = float(np.median(point.canary_ratios))
+            extra["canary_us"] = float(np.median(point.canary_medians))
         return Measurement(
             layer=point.layer,
             target_id=self.target.target_id,
@@ -516,6 +523,8 @@ class _Canary:
         self._best_ever: float | None = None
         self.last_ratio: float | None = None
         """The last round's canary median over the lowest one seen in the sweep."""
+        self.last_median: float | None = None
+        """The last round's canary median (µs of wall time)."""
         self._tolerance = runner.settings.canary_tolerance
         self._disturbed_in_row = 0
 
@@ -557,6 +566,7 @@ class _Canary:
         median = float(np.median(walls))
         self._best_ever = min(self._best_ever or median, median)
         self.last_ratio = median / self._best_ever
+        self.last_median = median
         if self._baseline is None or median <= self._baseline * (1 + self._tolerance):
             self._accept(median)
             return True

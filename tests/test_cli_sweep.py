@@ -77,6 +77,12 @@ def test_max_rounds_bounds_the_rounds_of_a_noisy_point(tmp_path: Path) -> None:
     with sqlite3.connect(ws / "sweeps" / "measurements.sqlite") as conn:
         rounds = [r for (r,) in conn.execute("SELECT rounds FROM measurements")]
     assert len(rounds) == 12 and max(rounds) <= 4
+    # the canary's wall time per point shows how fast the machine was, hour by hour
+    speed = json.loads(invoke("show", "-w", str(ws), "--json"))["machine_speed"]
+    assert sum(hour["points"] for hour in speed) == 12  # one row per hour the sweep spanned
+    assert all(hour["canary_us"] > 0 for hour in speed)
+    assert min(hour["relative"] for hour in speed) == 1.0
+    assert "machine speed by hour" in invoke("show", "-w", str(ws))
 
 
 def test_sweep_table(tmp_path: Path) -> None:
@@ -121,6 +127,7 @@ def test_export_and_show(tmp_path: Path, suffix: str) -> None:
     frame = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert set(frame["target_id"]) == {"analytic-b16-l8"}
     shown = json.loads(invoke("show", "-w", str(ws), "--json"))
+    assert shown["machine_speed"] == []  # the analytic target has no canary
     assert {(r["target_id"], r["ok"]) for r in shown["layers"]} == {
         ("analytic-b16-l8", 12),
         ("analytic-b8-l8", 12),

@@ -140,6 +140,28 @@ def test_register_target_keeps_fingerprint(store: MeasurementStore) -> None:
     assert store.summary().to_dict("records")[0]["ok"] == 1
 
 
+def test_machine_speed_by_hour_from_the_canary(store: MeasurementStore) -> None:
+    from dataclasses import replace
+
+    # two points in hour 04 with the canary at 100 and 110 µs, one in hour 05 at 90 µs
+    readings = [(1, "2026-11-27T04:10:00+00:00", 100.0), (2, "2026-11-27T04:50:00+00:00", 110.0),
+                (3, "2026-11-27T05:05:00+00:00", 90.0)]  # fmt: skip
+    for out, when, canary in readings:
+        store.record(replace(ok(conv(out), 5.0), measured_at=when, extra={"canary_us": canary}))
+    store.record(ok(conv(4), 5.0))  # no canary (a simulator, or measured before it was kept)
+    speed = store.machine_speed()
+    assert speed["hour"].tolist() == ["2026-11-27T04", "2026-11-27T05"]
+    assert speed["points"].tolist() == [2, 1]
+    assert speed["canary_us"].tolist() == pytest.approx([105.0, 90.0])
+    assert speed["relative"].tolist() == pytest.approx([105 / 90, 1.0])
+    assert set(speed["target_id"]) == {"t1"} and set(speed["fingerprint"]) == {"h1"}
+
+
+def test_machine_speed_is_empty_without_canary_readings(store: MeasurementStore) -> None:
+    store.record(ok(conv(1), 5.0))
+    assert store.machine_speed().empty
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_export(store: MeasurementStore, tmp_path: Path, suffix: str) -> None:
     store.record(ok(conv(1), 1.0))

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from fake_targets import NoisyFakeTarget, SlowTarget
+from fake_targets import REORDER_US, WALL_OVERHEAD_US, NoisyFakeTarget, SlowTarget
 
 from prmodel.layers import LayerConfig
 from prmodel.store import MeasurementStore
@@ -129,6 +129,9 @@ def test_canary_discards_disturbed_rounds(store: MeasurementStore) -> None:
     assert list(frame["rounds"]) == [3, 3, 3]
     assert [e["disturbed_rounds"] for e in info] == [1, 1, 1]
     assert [e["canary_ratio"] for e in info] == pytest.approx([1.0, 1.0, 1.0])
+    # the canary's own wall time, comparable across sweeps: its latency plus the fake's overhead
+    canary_wall = disturbed.true_latency(CANARY_LAYER) + WALL_OVERHEAD_US + REORDER_US
+    assert [e["canary_us"] for e in info] == pytest.approx([canary_wall] * 3)
 
 
 def test_without_canary_disturbance_leaks_into_the_statistics(tmp_path: Path) -> None:

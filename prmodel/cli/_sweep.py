@@ -188,7 +188,8 @@ def _resolve_target_id(store: MeasurementStore, target: str) -> str:
 
 
 def show(workspace: WorkspaceOption = Path("."), json_output: JsonOption = False) -> None:
-    """Summarise the measurement store: layers per target and kind, and the plans recorded.
+    """Summarise the measurement store: layers per target and kind, the plans recorded, and
+    how fast the machine was in each hour of measuring (from the sweep's canary).
 
     Example: prmodel show --workspace my_ws
     """
@@ -199,11 +200,20 @@ def show(workspace: WorkspaceOption = Path("."), json_output: JsonOption = False
     with MeasurementStore(ws.store_path) as store:
         rows = store.summary().to_dict("records")
         plans = store.plan_names()
+        speed = store.machine_speed().round({"canary_us": 1, "relative": 3}).to_dict("records")
     if json_output:
-        print_json({"store": str(ws.store_path), "layers": rows, "plans": plans})
+        print_json(
+            {"store": str(ws.store_path), "layers": rows, "plans": plans, "machine_speed": speed}
+        )
         return
     print_table(rows, title=f"measurements in {ws.store_path}")
     console.print(f"plans: {', '.join(plans) if plans else '(none)'}")
+    if speed:
+        print_table(
+            speed,
+            title="machine speed by hour (the sweep canary's median wall time; relative to the "
+            "fastest hour of the same target)",
+        )
 
 
 def targets(json_output: JsonOption = False) -> None:
