@@ -398,9 +398,10 @@ class _Runner:
                     bar.advance()
                     continue
                 self._file_round(point, walls[point], disturbed=disturbed)
-                if canary is not None and canary.last_median is not None and not disturbed:
-                    point.canary_ratios.append(canary.last_ratio or 1.0)
-                    point.canary_medians.append(canary.last_median)
+                reading = canary.last_reading() if canary is not None else None
+                if reading is not None and not disturbed:
+                    point.canary_ratios.append(reading[0])
+                    point.canary_medians.append(reading[1])
                 late = time.perf_counter() > deadline and bool(point.wall_rounds)
                 if late or self._converged(point):
                     active.remove(point)
@@ -558,6 +559,12 @@ class _Canary:
             self._broken = True
             self.close()
             return None
+
+    def last_reading(self) -> tuple[float, float] | None:
+        """The last round's (ratio to the sweep's best, median µs), None before any round."""
+        if self.last_ratio is None or self.last_median is None:
+            return None
+        return self.last_ratio, self.last_median
 
     def accept(self, walls: list[float] | None) -> bool:
         """Whether the round whose canary batch took ``walls`` counts as undisturbed."""
