@@ -82,6 +82,7 @@ from prmodel.machine import machine_info
 from prmodel.metrics import summarize
 from prmodel.model_store import LatencyModel
 from prmodel.network_sampling import NetworkSampler, SampledLayer
+from prmodel.recheck import measure_again
 from prmodel.representatives import RepresentativeSet
 from prmodel.sampling import RandomSampler
 from prmodel.space import grouped_conv_space
@@ -336,21 +337,11 @@ def speed_check(
     The layers are measured into a temporary store (the workspace's is not touched); the
     ratio now / stored of each layer's latency is summarised (median, p10, p90).
     """
-    import tempfile
-
     with MeasurementStore(workspace.store_path) as store:
         stored = store.frame(target_id=target.target_id, layer_keys=[x.key for x in layers])
-    with (
-        tempfile.TemporaryDirectory() as folder,
-        MeasurementStore(Path(folder) / "speed.sqlite") as scratch,
-    ):
-        now = measure_layers(layers, target, store=scratch, settings=LONE_SETTINGS, progress=False)
-    joined = stored[["layer_key", "latency_us"]].merge(
-        now[["layer_key", "latency_us"]], on="layer_key", suffixes=("_stored", "_now")
-    )
-    ratio = joined["latency_us_now"] / joined["latency_us_stored"]
+    ratio = measure_again(stored, target, settings=LONE_SETTINGS, progress=False)["ratio"]
     return {
-        "layers": len(joined),
+        "layers": len(ratio),
         "median": float(ratio.median()),
         "p10": float(ratio.quantile(0.1)),
         "p90": float(ratio.quantile(0.9)),

@@ -123,6 +123,7 @@ def run_sweep(
     settings: MeasureSettings | None = None,
     progress: bool = True,
     plan_name: str | None = None,
+    remeasure: bool = False,
 ) -> SweepReport:
     """Measure every layer not yet stored for ``target`` and commit each as it is done.
 
@@ -133,6 +134,9 @@ def run_sweep(
         settings: measurement settings for noisy targets (defaults if None).
         progress: show a progress bar with ETA on stderr.
         plan_name: record every requested layer as a member of this plan.
+        remeasure: measure stored layers too, replacing each stored point as its new
+            measurement comes in (see :mod:`prmodel.recheck`); a layer that fails now
+            keeps its stored point.
 
     Returns:
         Counts of measured, skipped and failed layers and the seconds it took.
@@ -143,9 +147,9 @@ def run_sweep(
     digest = store.register_target(target.target_id, target.fingerprint())
     if plan_name is not None:
         store.add_to_plan(plan_name, target.target_id, digest, [x.key for x in unique])
-    done = store.measured_keys(target.target_id, digest)
+    done = set() if remeasure else store.measured_keys(target.target_id, digest)
     todo = [layer for layer in unique if layer.key not in done]
-    runner = _Runner(target, store, settings, digest)
+    runner = _Runner(target, store, settings, digest, keep_stored_ok=remeasure)
     with _progress_bar(len(todo), enabled=progress) as bar:
         runner.measure(todo, bar)
     return SweepReport(
@@ -252,9 +256,16 @@ class _Point:
 
 class _Runner:
     def __init__(
-        self, target: Target, store: MeasurementStore, settings: MeasureSettings, digest: str
+        self,
+        target: Target,
+        store: MeasurementStore,
+        settings: MeasureSettings,
+        digest: str,
+        *,
+        keep_stored_ok: bool = False,
     ) -> None:
         self.target = target
+        self.keep_stored_ok = keep_stored_ok
         self.store = store
         self.settings = settings
         self.digest = digest
@@ -284,11 +295,17 @@ class _Runner:
 
     # -- recording -------------------------------------------------------------------------
     def _record(self, measurement: Measurement) -> None:
-        self.store.record(measurement)
         if measurement.status == "ok":
+            self.store.record(measurement)
             self.measured += 1
-        else:
-            self.failed += 1
+            return
+        self.failed += 1
+        if self.keep_stored_ok:
+            # re-measuring: a layer failing now keeps the good point it already has
+            stored = self.store.get(self.target.target_id, self.digest, measurement.layer_key)
+            if stored is not None and stored.status == "ok":
+                return
+        self.store.record(measurement)
 
     def _fail(self, layer: LayerConfig, reason: str) -> None:
         self._record(

@@ -178,6 +178,7 @@ def test_sweep_errors_are_one_line(
         (["sweep", "missing.yaml", "-t", "analytic"], "missing.yaml: cannot read the plan file"),
         (["export", "out.csv"], "no measurement store at"),
         (["show"], "no measurement store at"),
+        (["recheck", "-t", "analytic"], "no measurement store at"),
     ],
 )
 def test_other_errors_are_one_line(tmp_path: Path, args: list[str], message: str) -> None:

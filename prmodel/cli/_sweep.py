@@ -1,4 +1,4 @@
-"""Commands of the measuring stage: sweep, export, show, targets and init."""
+"""Commands of the measuring stage: sweep, recheck, export, show, targets and init."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
     from prmodel.plans import SweepPlan
+    from prmodel.recheck import RecheckReport
     from prmodel.store import MeasurementStore
 
 PlanArguments = Annotated[
@@ -39,6 +40,7 @@ def register(app: typer.Typer) -> None:
     """Add this stage's commands to ``app``."""
     commands: list[tuple[str, Callable[..., None]]] = [
         ("sweep", sweep),
+        ("recheck", recheck),
         ("export", export),
         ("show", show),
         ("targets", targets),
@@ -141,6 +143,101 @@ def _check_distinct(plans: list[SweepPlan]) -> None:
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
         raise PrmodelError(f"plan name {repeated[0]!r} appears in more than one plan file")
+
+
+def recheck(
+    target: TargetOption = "cpu",
+    workspace: WorkspaceOption = Path("."),
+    sample: Annotated[
+        int, typer.Option(help="Stored points to measure again, spread over the stretches.")
+    ] = 120,
+    minutes: Annotated[int, typer.Option(help="Length of a stretch of measuring time.")] = 30,
+    tolerance: Annotated[
+        float, typer.Option(help="Flag a stretch measured more than this much slower or faster.")
+    ] = 0.05,
+    seed: Annotated[int, typer.Option(help="Seed of the sample.")] = 0,
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Measure every point of the flagged stretches again.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Check that the store was measured on an equally fast machine throughout.
+
+    Measures a sample of the stored points of the target again (into a temporary store),
+    spread over the time they were measured in, and shows per stretch of measuring time how
+    much slower than the rest of the store its points were measured (each point judged
+    against the others of its layer kind), and per kind how the machine compares now.
+    Stretches beyond the tolerance are flagged; --fix measures all their points again,
+    replacing them one by one (interrupt and rerun to continue).
+
+    Example: prmodel recheck --target cpu --sample 200 --minutes 10
+
+    Example: prmodel recheck --fix
+    """
+    from prmodel.recheck import recheck_store, remeasure_stretches
+    from prmodel.store import MeasurementStore
+    from prmodel.targets import get_target
+
+    ws = Workspace.at(workspace)
+    _require_store(ws)
+    chosen = get_target(target)
+    with MeasurementStore(ws.store_path) as store:
+        report = recheck_store(
+            store,
+            chosen,
+            sample=sample,
+            bin_minutes=minutes,
+            tolerance=tolerance,
+            seed=seed,
+            progress=not json_output,
+        )
+        fixed = None
+        if fix and report.flagged:
+            fixed = remeasure_stretches(
+                store, chosen, report.flagged, bin_minutes=minutes, progress=not json_output
+            )
+    if json_output:
+        data = report.as_dict()
+        data["remeasured"] = fixed.as_dict() if fixed else None
+        print_json(data)
+        return
+    _print_recheck(report)
+    if fixed is not None:
+        console.print(
+            f"measured {fixed.measured} points of the flagged stretches again "
+            f"({fixed.failed} failed and kept their stored point) in {fixed.seconds:.0f} s"
+        )
+    elif report.flagged:
+        console.print("run again with --fix to measure every point of the flagged stretches")
+
+
+def _print_recheck(report: RecheckReport) -> None:
+    stretches = [
+        {
+            "stretch (UTC)": s.start,
+            "stored": s.stored,
+            "checked": s.checked,
+            "slowdown": s.slowdown,
+            "±": s.spread,
+            "flagged": "yes" if s.flagged else "",
+        }
+        for s in report.stretches
+    ]
+    print_table(
+        stretches,
+        title=f"{report.target_id}: {report.bin_minutes}-minute stretches (slowdown: how much "
+        "slower the machine was when they were measured than for the rest of the store)",
+    )
+    kinds = [
+        {"kind": k.kind, "checked": k.checked, "median": k.median, "p10": k.p10, "p90": k.p90}
+        for k in report.by_kind
+    ]
+    print_table(kinds, title="latency now / stored, by layer kind")
+    console.print(
+        f"{report.checked} points measured again ({report.failed} could not be): now / stored "
+        f"median {report.median:.3f} [p10 {report.p10:.3f}, p90 {report.p90:.3f}]; "
+        f"flagged stretches: {', '.join(report.flagged) or 'none'}"
+    )
 
 
 def export(
