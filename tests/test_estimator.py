@@ -320,17 +320,18 @@ def _short_and_long(name: str, short: int, long: int) -> CalibrationSample:
     return CalibrationSample(name, measured, _modelled_convs(predicted))
 
 
-def _mixed(name: str, counts: tuple[int, int, int]) -> CalibrationSample:
-    """20 us, 400 us and 5 ms kernels; the network runs 1.05 x the sum, plus 0.15 x each
-    kernel's first 1000 us, less 2 us per kernel."""
-    predicted = [20.0] * counts[0] + [400.0] * counts[1] + [5000.0] * counts[2]
-    measured = sum(1.05 * p + 0.15 * min(p, 1000.0) - 2.0 for p in predicted)
+def _mixed(name: str, counts: tuple[int, int, int, int]) -> CalibrationSample:
+    """20 us, 400 us, 2 ms and 5 ms kernels; the network runs 1.05 x the sum, plus 0.15 x
+    each kernel's first 1000 us, less 300 us."""
+    sizes = (20.0, 400.0, 2000.0, 5000.0)
+    predicted = [size for size, count in zip(sizes, counts, strict=True) for _ in range(count)]
+    measured = sum(1.05 * p + 0.15 * min(p, 1000.0) for p in predicted) - 300.0
     return CalibrationSample(name, measured, _modelled_convs(predicted))
 
 
 def test_from_eight_networks_the_fit_uses_the_full_form() -> None:
-    mixes = [(100, 2, 0), (5, 20, 3), (60, 0, 8), (10, 40, 1), (200, 10, 2), (0, 5, 12),
-             (30, 30, 30), (80, 1, 5), (15, 60, 0)]  # fmt: skip
+    mixes = [(100, 2, 1, 0), (5, 20, 0, 3), (60, 0, 4, 8), (10, 40, 2, 1), (200, 10, 0, 2),
+             (0, 5, 6, 12), (30, 30, 3, 30), (80, 1, 9, 5), (15, 60, 1, 0)]  # fmt: skip
     samples = [_mixed(f"n{i}", mix) for i, mix in enumerate(mixes)]
     assert len(samples) >= FULL_FORM_MIN_NETWORKS
     calibration = fit_calibration(samples, target_id="t")
@@ -338,9 +339,12 @@ def test_from_eight_networks_the_fit_uses_the_full_form() -> None:
     assert calibration.us_cap == 1000.0
     assert calibration.scale == pytest.approx(1.05, rel=1e-4)
     assert calibration.capped_scale == pytest.approx(0.15, rel=1e-3)
-    assert calibration.us_per_kernel == pytest.approx(-2.0, rel=1e-3)
+    assert calibration.offset_us == pytest.approx(-300.0, rel=1e-3)
     # with fewer networks the same data gets a term set chosen by leave-one-out error
     assert fit_calibration(samples[:5], target_id="t").terms != FULL_FORM
+    # a network far smaller than these never gets less than its plain kernel sum
+    assert calibration.total_us([20.0] * 5, [0] * 5) == pytest.approx(100.0)
+    assert calibration.total_us([400.0] * 10, [0] * 10) == pytest.approx(4200 + 600 - 300)
 
 
 def test_fit_finds_the_capped_term_and_its_cap() -> None:
