@@ -190,6 +190,21 @@ def test_bad_requests_name_what_is_wrong(
             recheck_store(store, elsewhere, progress=False)
 
 
+def test_cli_recheck_says_when_there_is_one_stretch_only(
+    tmp_path: Path, analytic_target: AnalyticTarget
+) -> None:
+    ws = Workspace.at(tmp_path / "ws").create()
+    with MeasurementStore(ws.store_path) as store:
+        run_sweep(layers(), analytic_target, store=store, progress=False)
+        for row in store.frame(target_id=analytic_target.target_id).itertuples():
+            point = store.get(row.target_id, row.fingerprint_hash, row.layer_key)
+            assert point is not None  # dated inside one stretch, whatever the clock says
+            store.record(replace(point, measured_at="2026-11-20T10:07:12+00:00"))
+    result = CliRunner().invoke(app, ["recheck", "-w", str(ws.root), "-t", "analytic"])
+    assert result.exit_code == 0, result.output
+    assert "no stretch can be judged against another" in " ".join(result.output.split())
+
+
 def test_cli_recheck_reports_then_fixes(tmp_path: Path, analytic_target: AnalyticTarget) -> None:
     ws = Workspace.at(tmp_path / "ws").create()
     store_with_slow_stretch(ws.store_path, analytic_target)

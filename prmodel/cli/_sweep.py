@@ -238,6 +238,11 @@ def _print_recheck(report: RecheckReport) -> None:
         f"median {report.median:.3f} [p10 {report.p10:.3f}, p90 {report.p90:.3f}]; "
         f"flagged stretches: {', '.join(report.flagged) or 'none'}"
     )
+    if len(report.stretches) == 1:
+        console.print(
+            "the store was measured within one stretch, so no stretch can be judged against "
+            "another; now / stored says how the machine compares today"
+        )
 
 
 def export(
