@@ -24,14 +24,14 @@ from kernel to kernel and a fixed cost per run; the fit decides the signs.
 
 Which terms are used depends on how many networks were measured. From
 :data:`FULL_FORM_MIN_NETWORKS` on, the total always uses :data:`FULL_FORM`: the scale, the
-capped term and the offset, which comes out negative (-180 to -460 µs on the nine recorded
+capped term and the offset, which comes out negative (-180 to -460 µs on the ten recorded
 runs of the 15 reference networks in benchmarks/results/runs/). The small networks
 (SqueezeNet 1.1, MobileNet V3 small, 2-5 ms) run closer to their layers' lone times than
 the proportional terms say, which would fit their few megabytes of weights staying cached
-from one run to the next as a lone layer's do. On those nine runs' measurements (the last
-two not used to choose the form) the left-out MAPE with this form is 3.0-5.0 % (128 of 135
-network estimates within ±10 %), against 4.0-4.8 % (121 of 135) with a per-kernel term in
-place of the offset, lower on six runs.
+from one run to the next as a lone layer's do. On those ten runs' measurements (the last
+three not used to choose the form) the left-out MAPE with this form is 3.0-5.0 % (140 of 150
+network estimates within ±10 %), against 4.0-4.8 % (133 of 150) with a per-kernel term in
+place of the offset, lower on seven runs.
 Choosing terms by leave-one-out error instead flipped between forms from one left-out
 network to the next and did worse still (4.3-5.8 % on five runs). With fewer networks the
 terms are chosen by leave-one-network-out error among the scale alone and the scale plus
