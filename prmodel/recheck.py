@@ -261,7 +261,8 @@ def _stored_points(
 
 
 def _sample(stored: pd.DataFrame, sample: int, seed: int) -> pd.DataFrame:
-    """Up to ``sample`` points spread evenly over the stretches, timed within the limits."""
+    """About ``sample`` points, the same number from each stretch (all of a smaller one),
+    timed within the sampled range where any are."""
     usable = stored[stored["latency_us"].between(MIN_LATENCY_US, MAX_LATENCY_US)]
     if usable.empty:
         usable = stored
