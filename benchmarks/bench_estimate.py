@@ -72,6 +72,7 @@ from prmodel.estimator import (
     NetworkMeasurement,
     NetworkMeasureSettings,
     compare,
+    core_cache_bytes,
     last_level_cache_bytes,
     measure_network,
 )
@@ -373,7 +374,10 @@ def left_out_totals(
     for i, (found, estimator) in enumerate(zip(kernels, estimators, strict=True)):
         others = samples[:i] + samples[i + 1 :]
         calibration = fit_calibration(
-            others, target_id=estimator.target.target_id, weight_cap_bytes=cache_bytes
+            others,
+            target_id=estimator.target.target_id,
+            weight_cap_bytes=cache_bytes,
+            core_cache_bytes=core_cache_bytes(estimator.target),
         )
         calibrated = Estimator(estimator.target, estimator.models, calibration=calibration)
         totals.append(calibrated.predict(found).total_us)
@@ -595,7 +599,12 @@ def accuracy(
         CalibrationSample(c.estimate.network, c.measurement.total_us, c.layers) for c in comparisons
     ]
     target_id = estimators[0].target.target_id
-    in_sample = fit_calibration(samples, target_id=target_id, weight_cap_bytes=cache)
+    in_sample = fit_calibration(
+        samples,
+        target_id=target_id,
+        weight_cap_bytes=cache,
+        core_cache_bytes=core_cache_bytes(estimators[0].target),
+    )
     networks = [
         {
             "name": c.estimate.network,

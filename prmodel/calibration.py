@@ -71,17 +71,19 @@ CALIBRATION_FILE = "calibration.json"
 CALIBRATION_FORMAT = 1
 DEFAULT_WEIGHT_CAP_BYTES = 32 * 2**20
 """Cache size assumed where the target does not report its last-level cache."""
+DEFAULT_CORE_CACHE_BYTES = 2 * 2**20
+"""Per-core cache (L2) assumed where the target does not report it."""
 
 MAX_SUM_RATIO = 3.0
 """Networks whose kernel sum is more than this factor off their measured latency are left
 out of the total's fit: a model that far off (extrapolating) needs fixing, and one such
 network would otherwise decide every coefficient."""
-TERMS: tuple[str, ...] = ("scale", "weights", "offset", "kernels", "capped")
+TERMS: tuple[str, ...] = ("scale", "weights", "offset", "kernels", "capped", "cached")
 SIGNED_TERMS: tuple[str, ...] = ("kernels", "offset")
 """Terms whose coefficient may be negative (see the module doc)."""
 MAX_EXTRA_TERMS = 1
 """Terms besides the scale that a calibration from few networks may choose."""
-FULL_FORM: tuple[str, ...] = ("scale", "capped", "offset")
+FULL_FORM: tuple[str, ...] = ("scale", "capped", "offset", "cached")
 """The terms of every calibration from :data:`FULL_FORM_MIN_NETWORKS` networks or more."""
 FULL_FORM_MIN_NETWORKS = 8
 """Networks from which the calibration uses :data:`FULL_FORM` instead of choosing terms."""
@@ -166,7 +168,10 @@ class Calibration:
     capped_scale: float = 0.0
     us_cap: float = 0.0
     """Each kernel adds ``capped_scale * min(prediction, us_cap)`` (0: no such term)."""
+    us_per_cached_mb: float = 0.0
+    """Each kernel adds this per MB of its weights up to ``core_cache_bytes``."""
     weight_cap_bytes: int = DEFAULT_WEIGHT_CAP_BYTES
+    core_cache_bytes: int = DEFAULT_CORE_CACHE_BYTES
     terms: tuple[str, ...] = ("scale",)
     unmodelled: tuple[BandwidthFit, ...] = ()
     networks: tuple[NetworkFit, ...] = ()
@@ -177,6 +182,11 @@ class Calibration:
     notes: Mapping[str, Any] = field(default_factory=dict)
 
     # -- use --------------------------------------------------------------------------------
+    def cached_weight_bytes(self, weight_bytes: npt.ArrayLike) -> npt.NDArray[np.float64]:
+        """Each kernel's weights up to the per-core cache: cached when it runs alone, fetched
+        again inside a network (beyond that size they stream from memory either way)."""
+        return np.minimum(np.asarray(weight_bytes, dtype=np.float64), self.core_cache_bytes)
+
     def hot_weight_bytes(self, weight_bytes: npt.ArrayLike) -> npt.NDArray[np.float64]:
         """Weights that were cache-resident alone and cold in a network (0 above the cap)."""
         weights = np.asarray(weight_bytes, dtype=np.float64)
@@ -192,9 +202,14 @@ class Calibration:
         """
         predicted = np.asarray(predicted_us, dtype=np.float64)
         hot_mb = self.hot_weight_bytes(weight_bytes) / _MB
+        cached_mb = self.cached_weight_bytes(weight_bytes) / _MB
         capped = self.capped_scale * np.minimum(predicted, self.us_cap)
         calibrated = (
-            self.scale * predicted + capped + self.us_per_weight_mb * hot_mb + self.us_per_kernel
+            self.scale * predicted
+            + capped
+            + self.us_per_weight_mb * hot_mb
+            + self.us_per_cached_mb * cached_mb
+            + self.us_per_kernel
         )
         return np.maximum(calibrated, 0.0)
 
@@ -221,6 +236,11 @@ class Calibration:
             parts.append(f"{self.capped_scale:.3f} x min(kernel, {self.us_cap:g} us)")
         if "weights" in self.terms:
             parts.append(f"{self.us_per_weight_mb:.1f} us/MB hot weights")
+        if "cached" in self.terms:
+            parts.append(
+                f"{self.us_per_cached_mb:.1f} us/MB of each kernel's weights up to "
+                f"{self.core_cache_bytes / 2**20:g} MiB"
+            )
         if "kernels" in self.terms:
             parts.append(f"{self.us_per_kernel:.2f} us per kernel")
         if "offset" in self.terms:
@@ -264,7 +284,9 @@ class Calibration:
                 us_per_kernel=float(data.get("us_per_kernel", 0.0)),
                 capped_scale=float(data.get("capped_scale", 0.0)),
                 us_cap=float(data.get("us_cap", 0.0)),
+                us_per_cached_mb=float(data.get("us_per_cached_mb", 0.0)),
                 weight_cap_bytes=int(data["weight_cap_bytes"]),
+                core_cache_bytes=int(data.get("core_cache_bytes", DEFAULT_CORE_CACHE_BYTES)),
                 terms=tuple(data["terms"]),
                 unmodelled=tuple(_bandwidth_fit(f) for f in data.get("unmodelled", ())),
                 networks=tuple(_network_fit(n) for n in data.get("networks", ())),
@@ -307,6 +329,7 @@ def fit_calibration(
     *,
     target_id: str,
     weight_cap_bytes: int = DEFAULT_WEIGHT_CAP_BYTES,
+    core_cache_bytes: int = DEFAULT_CORE_CACHE_BYTES,
     notes: Mapping[str, Any] | None = None,
 ) -> Calibration:
     """Fit the unmodelled-op costs and the network-total correction from measured networks.
@@ -316,6 +339,8 @@ def fit_calibration(
         target_id: The target the networks were measured on.
         weight_cap_bytes: Largest weight block that stays cached when a layer runs alone
             (the last-level cache size).
+        core_cache_bytes: The per-core cache (L2): each kernel's weights up to this size
+            are cached when it runs alone.
         notes: Free-form facts saved with the calibration (settings, machine).
 
     Networks whose kernel sum is more than :data:`MAX_SUM_RATIO` off their measurement are
@@ -332,7 +357,10 @@ def fit_calibration(
             raise CalibrationError(f"network {sample.name} has no positive measured latency")
     unmodelled = fit_unmodelled(samples)
     base = Calibration(
-        target_id=target_id, weight_cap_bytes=weight_cap_bytes, unmodelled=unmodelled
+        target_id=target_id,
+        weight_cap_bytes=weight_cap_bytes,
+        core_cache_bytes=core_cache_bytes,
+        unmodelled=unmodelled,
     )
     by_cap = _features_by_cap(base, samples)
     measured = np.array([s.measured_us for s in samples])
@@ -358,7 +386,9 @@ def fit_calibration(
         us_per_kernel=coefficients[3],
         capped_scale=coefficients[4],
         us_cap=cap if "capped" in terms else 0.0,
+        us_per_cached_mb=coefficients[5],
         weight_cap_bytes=weight_cap_bytes,
+        core_cache_bytes=core_cache_bytes,
         terms=terms,
         unmodelled=unmodelled,
         loo_mape=loo,
@@ -443,8 +473,8 @@ def _features_by_cap(
     """Each sample's features, one row per sample, for every cap of :data:`CAP_CHOICES_US`.
 
     Columns follow :data:`TERMS`: the sum of predictions with the unmodelled kernels priced by
-    ``base``'s bandwidth fits, the hot weight MB, 1, the kernels that run, and the sum of the
-    predictions capped at the cap.
+    ``base``'s bandwidth fits, the hot weight MB, 1, the kernels that run, the sum of the
+    predictions capped at the cap, and the MB of weights up to the per-core cache per kernel.
     """
     rows: dict[float, list[list[float]]] = {cap: [] for cap in CAP_CHOICES_US}
     for sample in samples:
@@ -456,10 +486,12 @@ def _features_by_cap(
             if fit is not None:
                 predicted[index] = float(fit.predict(kernels["bytes_moved"].iloc[index]))
         active = (kernels["status"] != "free").to_numpy()
-        hot = base.hot_weight_bytes(kernels["weight_bytes"].to_numpy(dtype=np.float64)[active])
+        weights = kernels["weight_bytes"].to_numpy(dtype=np.float64)[active]
+        hot = base.hot_weight_bytes(weights)
+        cached = float(base.cached_weight_bytes(weights).sum() / _MB)
         common = [float(predicted.sum()), float(hot.sum() / _MB), 1.0, float(active.sum())]
         for cap, found in rows.items():
-            found.append([*common, float(np.minimum(predicted[active], cap).sum())])
+            found.append([*common, float(np.minimum(predicted[active], cap).sum()), cached])
     return {cap: np.array(found) for cap, found in rows.items()}
 
 
@@ -507,7 +539,7 @@ def _leave_one_out(
 
 def _fit(
     features: np.ndarray, measured: np.ndarray, terms: tuple[str, ...]
-) -> tuple[float, float, float, float, float]:
+) -> tuple[float, float, float, float, float, float]:
     """Least squares on relative errors over the chosen terms (signed ones as +/- pairs)."""
     from scipy.optimize import nnls
 
@@ -527,6 +559,7 @@ def _fit(
         coefficients[2],
         coefficients[3],
         coefficients[4],
+        coefficients[5],
     )
 
 
@@ -562,6 +595,7 @@ def _json_default(value: Any) -> Any:
 
 __all__ = [
     "CALIBRATION_FILE",
+    "DEFAULT_CORE_CACHE_BYTES",
     "DEFAULT_WEIGHT_CAP_BYTES",
     "MAX_SUM_RATIO",
     "BandwidthFit",

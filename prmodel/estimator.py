@@ -42,6 +42,7 @@ import onnx
 import pandas as pd
 
 from prmodel.calibration import (
+    DEFAULT_CORE_CACHE_BYTES,
     DEFAULT_WEIGHT_CAP_BYTES,
     Calibration,
     CalibrationSample,
@@ -893,6 +894,7 @@ def calibrate(
         samples,
         target_id=target.target_id,
         weight_cap_bytes=last_level_cache_bytes(target),
+        core_cache_bytes=core_cache_bytes(target),
         notes={
             "measure_settings": asdict(settings),
             "networks": [s.name for s in samples],
@@ -906,15 +908,25 @@ def calibrate(
 
 def last_level_cache_bytes(target: Target) -> int:
     """The target's last-level cache in bytes, from its fingerprint (default 32 MiB)."""
+    return _cache_bytes(target, ("l3_kib", "l2_kib"), DEFAULT_WEIGHT_CAP_BYTES)
+
+
+def core_cache_bytes(target: Target) -> int:
+    """The target's per-core (L2) cache in bytes, from its fingerprint (default 2 MiB)."""
+    return _cache_bytes(target, ("l2_kib",), DEFAULT_CORE_CACHE_BYTES)
+
+
+def _cache_bytes(target: Target, keys: tuple[str, ...], default: int) -> int:
+    """The first of the fingerprint's cache sizes ``keys`` (KiB) that is known, in bytes."""
     try:
         fingerprint = target.fingerprint()
     except Exception:  # a fingerprint is informative here, never a reason to fail
-        return DEFAULT_WEIGHT_CAP_BYTES
-    for key in ("l3_kib", "l2_kib"):
+        return default
+    for key in keys:
         value = fingerprint.get(key)
         if isinstance(value, int) and value > 0:
             return value * 1024
-    return DEFAULT_WEIGHT_CAP_BYTES
+    return default
 
 
 __all__ = [
@@ -930,6 +942,7 @@ __all__ = [
     "NetworkMeasurement",
     "calibrate",
     "compare",
+    "core_cache_bytes",
     "last_level_cache_bytes",
     "measure_network",
     "model_digests",

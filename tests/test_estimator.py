@@ -300,15 +300,15 @@ def test_fit_finds_a_negative_per_kernel_term() -> None:
     assert all(abs(n.error_pct) < 1e-3 for n in calibration.networks)
 
 
-def _modelled_convs(predicted: list[float]) -> pd.DataFrame:
-    """An estimate table of modelled conv kernels with these predictions and no weights."""
+def _modelled_convs(predicted: list[float], weights: list[int] | None = None) -> pd.DataFrame:
+    """An estimate table of modelled conv kernels with these predictions and weights."""
     return pd.DataFrame(
         {
             "op": ["Conv"] * len(predicted),
             "status": ["modelled"] * len(predicted),
             "predicted_us": predicted,
             "bytes_moved": [1000] * len(predicted),
-            "weight_bytes": [0] * len(predicted),
+            "weight_bytes": weights if weights is not None else [0] * len(predicted),
         }
     )
 
@@ -320,13 +320,21 @@ def _short_and_long(name: str, short: int, long: int) -> CalibrationSample:
     return CalibrationSample(name, measured, _modelled_convs(predicted))
 
 
+MIXED_WEIGHTS = {20.0: 200_000, 400.0: 1_000_000, 2000.0: 4_000_000, 5000.0: 500_000}
+"""Weight bytes of each kernel size of :func:`_mixed` (the 2 ms one beyond a 2 MiB L2)."""
+
+
 def _mixed(name: str, counts: tuple[int, int, int, int]) -> CalibrationSample:
     """20 us, 400 us, 2 ms and 5 ms kernels; the network runs 1.05 x the sum, plus 0.15 x
-    each kernel's first 1000 us, less 300 us."""
-    sizes = (20.0, 400.0, 2000.0, 5000.0)
-    predicted = [size for size, count in zip(sizes, counts, strict=True) for _ in range(count)]
-    measured = sum(1.05 * p + 0.15 * min(p, 1000.0) for p in predicted) - 300.0
-    return CalibrationSample(name, measured, _modelled_convs(predicted))
+    each kernel's first 1000 us, plus 40 us per MB of each kernel's weights up to 2 MiB,
+    less 300 us."""
+    predicted = [size for size, n in zip(MIXED_WEIGHTS, counts, strict=True) for _ in range(n)]
+    weights = [MIXED_WEIGHTS[p] for p in predicted]
+    measured = sum(
+        1.05 * p + 0.15 * min(p, 1000.0) + 40 * min(w, 2**21) / 1e6
+        for p, w in zip(predicted, weights, strict=True)
+    )
+    return CalibrationSample(name, measured - 300.0, _modelled_convs(predicted, weights))
 
 
 def test_from_eight_networks_the_fit_uses_the_full_form() -> None:
@@ -340,6 +348,8 @@ def test_from_eight_networks_the_fit_uses_the_full_form() -> None:
     assert calibration.scale == pytest.approx(1.05, rel=1e-4)
     assert calibration.capped_scale == pytest.approx(0.15, rel=1e-3)
     assert calibration.offset_us == pytest.approx(-300.0, rel=1e-3)
+    assert calibration.us_per_cached_mb == pytest.approx(40.0, rel=1e-3)
+    assert "40.0 us/MB of each kernel's weights up to 2 MiB" in calibration.formula
     # with fewer networks the same data gets a term set chosen by leave-one-out error
     assert fit_calibration(samples[:5], target_id="t").terms != FULL_FORM
     # a network far smaller than these never gets less than its plain kernel sum
@@ -462,6 +472,11 @@ def test_calibration_round_trips_through_json(workspace: Workspace) -> None:
     loaded = load_calibration(workspace, "t")
     assert loaded == calibration
     assert json.loads(path.read_text())["formula"] == calibration.formula
+    # a file written before the cached-weights term loads without it
+    old = json.loads(path.read_text())
+    del old["us_per_cached_mb"], old["core_cache_bytes"]
+    path.write_text(json.dumps(old))
+    assert load_calibration(workspace, "t") == calibration
 
 
 def test_load_calibration_refuses_another_target(workspace: Workspace) -> None:
