@@ -5,39 +5,41 @@ again, and the runtime adds a little work between kernels (DESIGN.md: the layer 
 underestimates whole networks by 3-13 %, mostly in weight-heavy layers). A calibration
 fitted from measured networks corrects the total::
 
-    total_us = scale * sum_us + capped_scale * capped_sum_us + us_per_weight_mb * hot_weight_mb
-               + us_per_kernel * kernels + offset_us
+    total_us = scale * sum_us + capped_scale * capped_sum_us + us_per_cached_mb * cached_mb
+               + us_per_weight_mb * hot_weight_mb + us_per_kernel * kernels + offset_us
 
-``sum_us`` is the sum of the kernel predictions; ``hot_weight_mb`` the weights (MB) of
-kernels whose weights fit in the last-level cache (``weight_cap_bytes``): those are the
-ones that were cache-resident when measured alone but are cold in the network, while
-larger ones stream from memory either way; ``kernels`` the number of kernels that run (not
-the free ones). ``capped_sum_us`` sums every kernel's prediction capped at ``us_cap``:
-inside a network a short kernel slows down by a larger share than a long one (profiled
-in-network / lone time of the reference networks' kernels: 1.28 at 20-50 µs, 1.19 at
-100-300 µs, 1.08 above 1 ms), so the extra cost of a kernel grows with its time only up to a
-point; the cap is chosen from :data:`CAP_CHOICES_US` by leave-one-network-out error.
-``us_per_kernel`` and ``offset_us`` are the signed coefficients (:data:`SIGNED_TERMS`): a
-layer's own time comes from the profiler, which adds a few µs of bookkeeping to every
-kernel it times, while a network's plain run has none of it but pays the runtime's step
-from kernel to kernel and a fixed cost per run; the fit decides the signs.
+``sum_us`` is the sum of the kernel predictions. ``capped_sum_us`` sums every kernel's
+prediction capped at ``us_cap``: inside a network a short kernel slows down by a larger share
+than a long one (profiled in-network / lone time of the reference networks' kernels: 1.28 at
+20-50 µs, 1.19 at 100-300 µs, 1.08 above 1 ms), so the extra cost of a kernel grows with its
+time only up to a point; the cap is chosen from :data:`CAP_CHOICES_US` by leave-one-network-out
+error. ``cached_mb`` sums each kernel's weights up to the per-core cache
+(``core_cache_bytes``, the L2): a kernel measured alone finds that much of its weights in
+L2, while inside a network they were evicted by the kernels before it and are fetched again
+(beyond that size they stream from memory either way). ``hot_weight_mb`` is the weights of
+the kernels whose weights fit in the last-level cache (``weight_cap_bytes``), ``kernels``
+the number of kernels that run (not the free ones). ``us_per_kernel`` and ``offset_us`` are
+the signed coefficients (:data:`SIGNED_TERMS`): a layer's own time comes from the profiler,
+which adds a few µs of bookkeeping to every kernel it times, while a network's plain run has
+none of it but pays the runtime's step from kernel to kernel and a fixed cost per run; the
+fit decides the signs.
 
 Which terms are used depends on how many networks were measured. From
 :data:`FULL_FORM_MIN_NETWORKS` on, the total always uses :data:`FULL_FORM`: the scale, the
-capped term and the offset, which comes out negative (-180 to -460 µs on the ten recorded
-runs of the 15 reference networks in benchmarks/results/runs/). The small networks
-(SqueezeNet 1.1, MobileNet V3 small, 2-5 ms) run closer to their layers' lone times than
-the proportional terms say, which would fit their few megabytes of weights staying cached
-from one run to the next as a lone layer's do. On those ten runs' measurements (the last
-three not used to choose the form) the left-out MAPE with this form is 3.0-5.0 % (140 of 150
-network estimates within ±10 %), against 4.0-4.8 % (133 of 150) with a per-kernel term in
-place of the offset, lower on seven runs.
-Choosing terms by leave-one-out error instead flipped between forms from one left-out
-network to the next and did worse still (4.3-5.8 % on five runs). With fewer networks the
-terms are chosen by leave-one-network-out error among the scale alone and the scale plus
-one other term, so a term is only kept when it predicts networks it was not fitted on
-better. The fit minimises relative errors, the unsigned coefficients non-negative. A
-kernel's calibrated time is never below zero, and a network's total never below the plain
+capped term, the cached weights (12-56 µs per MB on the eleven recorded runs of the 15
+reference networks in benchmarks/results/runs/) and the offset, which comes out negative
+(-300 to -730 µs): the small networks (SqueezeNet 1.1, MobileNet V3 small, 2-5 ms) run closer
+to their layers' lone times than the proportional terms say. On the ten runs recorded before
+this form, left-out MAPE was 2.8-5.2 % (mean 3.95 %, 147 of 150 network estimates within
+±10 %) with it, 3.0-5.0 % (mean 4.09 %, 140 of 150) without the cached weights, and 4.0-4.8 %
+(mean 4.42 %, 133 of 150) with a per-kernel term in place of both; the three runs measured
+after the offset was chosen, and the one measured after this form was, have every network
+within ±10 %. Choosing terms by leave-one-out error instead flipped between forms from one
+left-out network to the next and did worse still (4.3-5.8 % on five runs). With fewer
+networks the terms are chosen by leave-one-network-out error among the scale alone and the
+scale plus one other term, so a term is only kept when it predicts networks it was not
+fitted on better. The fit minimises relative errors, the unsigned coefficients non-negative.
+A kernel's calibrated time is never below zero, and a network's total never below the plain
 sum of its kernels' predictions (a network far smaller than the calibration networks would
 otherwise get a negative offset larger than its own context cost). A network whose kernel
 sum is more than 3x off its measurement (a model extrapolating far outside its training
