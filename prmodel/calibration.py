@@ -36,15 +36,15 @@ this form, left-out MAPE was 2.8-5.2 % (mean 3.95 %, 147 of 150 network estimate
 after this form was chosen, one has every network within ±10 % (3.1 %), the other all but
 MobileNet V3 small (+17 %; 5.0 %). Choosing terms by leave-one-out error instead flipped
 between forms from one left-out network to the next and did worse still (4.3-5.8 % on five
-runs). With fewer
-networks the terms are chosen by leave-one-network-out error among the scale alone and the
-scale plus one other term, so a term is only kept when it predicts networks it was not
-fitted on better. The fit minimises relative errors, the unsigned coefficients non-negative.
-A kernel's calibrated time is never below zero, and a network's total never below the plain
-sum of its kernels' predictions (a network far smaller than the calibration networks would
-otherwise get a negative offset larger than its own context cost). A network whose kernel
-sum is more than 3x off its measurement (a model extrapolating far outside its training
-set) is left out of the fit and named, since it alone would decide every coefficient.
+runs). With fewer networks the terms are chosen by leave-one-network-out error among the
+scale alone and the scale plus one other term, so a term is only kept when it predicts
+networks it was not fitted on better. The fit minimises relative errors, the unsigned
+coefficients non-negative. A kernel's calibrated time is never below zero, and a network's
+total never below the plain sum of its kernels' predictions (a network far smaller than the
+calibration networks would otherwise get a negative offset larger than its own context
+cost). A network whose kernel sum is more than 3x off its measurement (a model
+extrapolating far outside its training set) is left out of the fit and named, since it
+alone would decide every coefficient.
 
 Unmodelled kernels (Softmax, Concat, layout reorders, ...) get a fitted cost too: per op,
 ``fixed_us + us_per_mb * MB moved``, fitted on their profiled times in the same networks
