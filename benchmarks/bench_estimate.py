@@ -90,6 +90,7 @@ from prmodel.space import grouped_conv_space
 from prmodel.store import MeasurementStore
 from prmodel.sweep import MeasureSettings, measure_layers
 from prmodel.targets import Target, get_target
+from prmodel.targets.base import fingerprint_hash
 from prmodel.workspace import Workspace
 
 HERE = Path(__file__).parent
@@ -339,7 +340,11 @@ def speed_check(
     ratio now / stored of each layer's latency is summarised (median, p10, p90).
     """
     with MeasurementStore(workspace.store_path) as store:
-        stored = store.frame(target_id=target.target_id, layer_keys=[x.key for x in layers])
+        stored = store.frame(
+            target_id=target.target_id,
+            fingerprint_hash=fingerprint_hash(target.fingerprint()),
+            layer_keys=[x.key for x in layers],
+        )
     ratio = measure_again(stored, target, settings=LONE_SETTINGS, progress=False)["ratio"]
     return {
         "layers": len(ratio),
@@ -352,7 +357,9 @@ def speed_check(
 def speed_layers(workspace: Workspace, target: Target, count: int) -> list[LayerConfig]:
     """``count`` stored layers of 50 µs to 3 ms (seeded), for :func:`speed_check`."""
     with MeasurementStore(workspace.store_path) as store:
-        frame = store.frame(target_id=target.target_id)
+        frame = store.frame(
+            target_id=target.target_id, fingerprint_hash=fingerprint_hash(target.fingerprint())
+        )
     frame = frame[(frame["latency_us"] >= 50) & (frame["latency_us"] <= 3000)]
     if frame.empty:
         return []

@@ -198,7 +198,7 @@ def recheck(
             )
     if json_output:
         data = report.as_dict()
-        data["remeasured"] = fixed.as_dict() if fixed else None
+        data["remeasured"] = fixed.as_dict() if fixed is not None else None
         print_json(data)
         return
     _print_recheck(report)
