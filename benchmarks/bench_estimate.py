@@ -3,14 +3,18 @@
 For every network in ``benchmarks/networks/*.onnx`` (H4's torchvision exports) the script
 
 1. estimates it with the workspace's trained models (the plain kernel sum);
-2. measures it on the target (``measure_network``: warm-up, interleaved rounds, the minimum
-   of round medians) with per-kernel profiles;
+2. measures it on the target (``measure_networks``: warm-up, rounds interleaved across the
+   networks, the median of round medians) with per-kernel profiles;
 3. fits the whole-network calibration on all *other* networks and applies it to this one
    (leave-one-network-out), so no network is predicted by a calibration that saw it.
 
-Networks are measured in ``--passes`` passes over all of them and each keeps its fastest
-pass: the development VM's speed drifts by 10-20 % over minutes, and the lone layers the
-models learned from were measured at the machine's fastest (minimum of round medians).
+The networks' rounds are interleaved (round *r* of every network before round *r + 1* of
+any): the development VM's speed drifts by 10-20 % over minutes, so each network's rounds
+are spread over the whole measurement and the drift moves every network alike (the
+calibration's scale absorbs what is common). Measured instead in 2 passes of 5 consecutive
+rounds per network, keeping the fastest round median, the networks' latencies against
+each other moved about four times as much from one measurement to the next.
+
 Before and after the networks, ``--speed-layers`` stored lone layers are measured again
 and the ratio now / stored is reported, so a drift between training and testing shows.
 
@@ -40,7 +44,7 @@ profiled time), so that two versions of the models or the calibration can be com
 same measurements although the machine's speed drifts between runs.
 
 Run: ``.venv/bin/python benchmarks/bench_estimate.py [--workspace .] [--target cpu]
-[--rounds 5] [--oracle | --leave-one-out] [--measurements CSV] [NETWORK.onnx ...]``. Writes
+[--rounds 10] [--oracle | --leave-one-out] [--measurements CSV] [NETWORK.onnx ...]``. Writes
 ``benchmarks/results/bench_estimate.json`` and ``.md`` (``bench_estimate_oracle.*`` with
 ``--oracle``, ``bench_estimate_loo.*`` with ``--leave-one-out``), and ``*_kernels.csv``: every
 kernel of every network with its prediction (with ``--leave-one-out``: by the models that
@@ -74,7 +78,7 @@ from prmodel.estimator import (
     compare,
     core_cache_bytes,
     last_level_cache_bytes,
-    measure_network,
+    measure_networks,
 )
 from prmodel.frames import layers_from_frame
 from prmodel.graph import NetworkKernels, load_network
@@ -240,33 +244,36 @@ def measure_all(
     estimators: Sequence[Estimator],
     kernels: Sequence[NetworkKernels],
     settings: NetworkMeasureSettings,
-    passes: int,
 ) -> list[Comparison]:
-    """Measure every network in ``passes`` passes over all of them; keep each one's fastest.
+    """Measure every network, their rounds interleaved (``measure_networks``), and compare.
 
-    A shared machine's speed drifts over minutes (10-20 % on the development VM); spreading
-    a network's measurements over the whole run and keeping its fastest pass (the same idea
-    as the minimum of round medians inside one pass) measures it at the machine's unloaded
-    speed, which is also what the lone layers' minimum of round medians measures.
+    A shared machine's speed drifts over seconds to minutes (10-20 % on the development VM);
+    interleaving spreads every network's rounds over the whole measurement, so the drift
+    moves all networks alike and the calibration's scale absorbs what is common.
     """
-    best: list[NetworkMeasurement | None] = [None] * len(paths)
-    for number in range(1, passes + 1):
-        for i, (path, found, estimator) in enumerate(zip(paths, kernels, estimators, strict=True)):
-            began = time.perf_counter()
-            measurement = measure_network(found.network, estimator.target, settings=settings)
-            previous = best[i]
-            if previous is None or measurement.total_us < previous.total_us:
-                best[i] = measurement
-            print(
-                f"pass {number}/{passes} {path.stem:22s} measured "
-                f"{measurement.total_us / 1e3:8.2f} ms (spread {measurement.spread_pct:4.1f} %) "
-                f"[{time.perf_counter() - began:.0f} s]",
-                flush=True,
-            )
+    began = time.perf_counter()
+
+    def progress(number: int) -> None:
+        print(
+            f"round {number}/{settings.rounds} of {len(paths)} networks "
+            f"[{time.perf_counter() - began:.0f} s]",
+            flush=True,
+        )
+
+    target = estimators[0].target
+    measured = measure_networks(
+        [found.network for found in kernels], target, settings=settings, on_round=progress
+    )
     comparisons = []
-    for found, estimator, fastest in zip(kernels, estimators, best, strict=True):
-        assert fastest is not None
-        comparisons.append(compare(estimator.predict(found), fastest))
+    for path, found, estimator, measurement in zip(
+        paths, kernels, estimators, measured, strict=True
+    ):
+        print(
+            f"{path.stem:22s} measured {measurement.total_us / 1e3:8.2f} ms "
+            f"(spread {measurement.spread_pct:4.1f} %)",
+            flush=True,
+        )
+        comparisons.append(compare(estimator.predict(found), measurement))
     return comparisons
 
 
@@ -275,10 +282,13 @@ def recorded_measurements(
 ) -> tuple[list[NetworkMeasurement], dict[str, Any]]:
     """The network measurements of an earlier run, read from its ``*_kernels.csv``.
 
-    Each network's total and its kernels' profiled times come from the CSV; the spread and
-    the machine-speed check from the run's JSON beside it (``<name>.json``) where it is
-    there. The CSV holds only the profiled kernels that run matched to its estimate; it may
-    be gzipped (``*_kernels.csv.gz``, as the archived runs in ``results/runs/`` are).
+    Each network's kernels' profiled times come from the CSV; the spread, the machine-speed
+    check and the round medians from the run's JSON beside it (``<name>.json``) where it is
+    there. A network's total is the median of its recorded round medians (the statistic
+    ``measure_networks`` uses), or, for runs that did not keep them, the CSV's total (then
+    the minimum of round medians). The CSV holds only the profiled kernels that run matched
+    to its estimate; it may be gzipped (``*_kernels.csv.gz``, as the archived runs in
+    ``results/runs/`` are).
 
     Raises:
         SystemExit: the file is unreadable or lacks a network (named).
@@ -293,6 +303,11 @@ def recorded_measurements(
     sibling = path.with_name(path.name.removesuffix(".gz").replace("_kernels.csv", ".json"))
     recorded = json.loads(sibling.read_text()) if sibling.is_file() else {}
     spreads = {n["name"]: n["spread_pct"] for n in recorded.get("networks", [])}
+    rounds = {
+        n["name"]: tuple(float(m) for m in n["round_medians_us"])
+        for n in recorded.get("networks", [])
+        if n.get("round_medians_us")
+    }
     measurements = []
     for found in kernels:
         name = found.network.name
@@ -300,7 +315,9 @@ def recorded_measurements(
         if group.empty:
             raise SystemExit(f"{path}: no measurement of network {name}")
         timed = group[group["measured_us"].notna()]
-        total = float(group["network_measured_us"].iloc[0])
+        # Runs that kept their round medians are scored with today's statistic (their median).
+        medians = rounds.get(name) or (float(group["network_measured_us"].iloc[0]),)
+        total = float(statistics.median(medians))
         # p10 / p90 are only kept to report the recorded spread (p90 - p10) / median.
         spread = float(spreads.get(name, 0.0))
         measurements.append(
@@ -311,7 +328,7 @@ def recorded_measurements(
                 median_us=total,
                 p10_us=total,
                 p90_us=total * (1 + spread / 100),
-                round_medians_us=(total,),
+                round_medians_us=medians,
                 runs=0,
                 kernels=pd.DataFrame(
                     {
@@ -325,7 +342,13 @@ def recorded_measurements(
                 settings=NetworkMeasureSettings(),
             )
         )
-    source = {"file": str(path), "spread_recorded": bool(spreads)}
+    source = {
+        "file": str(path),
+        "spread_recorded": bool(spreads),
+        "total": "median of the recorded round medians"
+        if rounds
+        else "the recorded total (runs before round medians were kept: minimum of round medians)",
+    }
     if "machine_speed" in recorded:
         source["machine_speed"] = recorded["machine_speed"]
     return measurements, source
@@ -504,7 +527,7 @@ def report(args: argparse.Namespace, paths: Sequence[Path]) -> tuple[dict[str, A
     else:
         reference = speed_layers(workspace, target, args.speed_layers) if args.speed_layers else []
         speed_before = speed_check(workspace, target, reference) if reference else None
-        comparisons = measure_all(paths, estimators, kernels, settings, args.passes)
+        comparisons = measure_all(paths, estimators, kernels, settings)
     if reference:
         info["machine_speed"] = {
             "before_networks": speed_before,
@@ -512,7 +535,6 @@ def report(args: argparse.Namespace, paths: Sequence[Path]) -> tuple[dict[str, A
             "note": "latency now / latency stored of the same lone layers; above 1: the "
             "machine is slower than when the training layers were measured",
         }
-    info["settings"]["passes"] = args.passes
     cache = last_level_cache_bytes(target)
     info.update(accuracy(comparisons, kernels, estimators, cache))
     if in_sample_estimator is not None:
@@ -617,6 +639,7 @@ def accuracy(
             "name": c.estimate.network,
             "measured_us": c.measurement.total_us,
             "spread_pct": c.measurement.spread_pct,
+            "round_medians_us": list(c.measurement.round_medians_us),
             "sum_us": c.estimate.sum_us,
             "sum_error_pct": c.sum_error_pct,
             "left_out_calibrated_us": total,
@@ -670,7 +693,8 @@ def markdown(info: dict[str, Any]) -> str:
         "",
         f"Machine: {info['machine']['cpu']}, {info['machine']['logical_cores']} logical "
         f"cores, load {info['machine']['load_average'][0]:.1f}; target {info['target_id']}; "
-        f"{info['settings']['rounds']} rounds x {info['settings']['runs']} runs per network.",
+        f"{info['settings']['rounds']} rounds x {info['settings']['runs']} runs per network, "
+        "the networks' rounds interleaved.",
         "",
         "| network | measured ms | spread % | sum ms | sum err % | left-out calibrated ms "
         "| err % | unmodelled % | layer MAPE % |",
@@ -711,7 +735,7 @@ def markdown(info: dict[str, Any]) -> str:
         lines += [
             "",
             "Nothing measured in this run: the networks' measurements are those recorded in "
-            f"`{source['file']}`{spread}{check}.",
+            f"`{source['file']}`{spread}{check}. Each network's total: {source['total']}.",
         ]
     if "machine_speed" in info:
         speed_info = info["machine_speed"]
@@ -721,8 +745,7 @@ def markdown(info: dict[str, Any]) -> str:
             f"Machine speed check ({before['layers']} stored lone layers re-measured, latency now "
             f"/ stored, median [p10, p90]): before the networks {before['median']:.3f} "
             f"[{before['p10']:.3f}, {before['p90']:.3f}], after {after['median']:.3f} "
-            f"[{after['p10']:.3f}, {after['p90']:.3f}]. Networks: "
-            f"{info['settings']['passes']} passes, fastest kept.",
+            f"[{after['p10']:.3f}, {after['p90']:.3f}].",
         ]
     if "prior" in info:
         prior = info["prior"]
@@ -760,9 +783,11 @@ def main() -> None:
     parser.add_argument("networks", nargs="*", type=Path, help="default: benchmarks/networks/*")
     parser.add_argument("--workspace", default=".", help="workspace with trained models")
     parser.add_argument("--target", default="cpu")
-    parser.add_argument("--rounds", type=int, default=5, help="measurement rounds per network")
     parser.add_argument(
-        "--passes", type=int, default=2, help="passes over all networks (each keeps its fastest)"
+        "--rounds",
+        type=int,
+        default=10,
+        help="measurement rounds per network (interleaved across the networks)",
     )
     parser.add_argument(
         "--speed-layers",

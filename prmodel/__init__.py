@@ -57,6 +57,7 @@ _LAZY: dict[str, str] = {
     "Estimator": "prmodel.estimator",
     "NetworkEstimate": "prmodel.estimator",
     "measure_network": "prmodel.estimator",
+    "measure_networks": "prmodel.estimator",
     "compare": "prmodel.estimator",
     "EvaluationSettings": "prmodel.evaluation",
     "evaluate": "prmodel.evaluation",

@@ -34,7 +34,9 @@ this form, left-out MAPE was 2.8-5.2 % (mean 3.95 %, 147 of 150 network estimate
 ±10 %) with it, 3.0-5.0 % (mean 4.09 %, 140 of 150) without the cached weights, and 4.0-4.8 %
 (mean 4.42 %, 133 of 150) with a per-kernel term in place of both. Of the two runs measured
 after this form was chosen, one has every network within ±10 % (3.1 %), the other all but
-MobileNet V3 small (+17 %; 5.0 %). Choosing terms by leave-one-out error instead flipped
+MobileNet V3 small (+17 %; 5.0 %). On nine later runs that measured the networks with their
+rounds interleaved (:func:`prmodel.estimator.measure_networks`), far less noisy, it scored
+2.5-3.7 % with every network within ±10 %. Choosing terms by leave-one-out error instead flipped
 between forms from one left-out network to the next and did worse still (4.3-5.8 % on five
 runs). With fewer networks the terms are chosen by leave-one-network-out error among the
 scale alone and the scale plus one other term, so a term is only kept when it predicts

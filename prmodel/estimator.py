@@ -17,8 +17,9 @@ model or refused by the target), in this order, named in each row's ``source``:
    of the total rests on fallbacks.
 
 :func:`measure_network` runs a network on an ONNX Runtime target with the target's own
-session options (warm-up, interleaved rounds of plain and profiled runs) and returns its
-latency and per-kernel profiled times; :func:`compare` joins them to an estimate.
+session options (warm-up, rounds of plain and profiled runs) and returns its latency and
+per-kernel profiled times (:func:`measure_networks` several, their rounds interleaved);
+:func:`compare` joins them to an estimate.
 :func:`calibrate` does both on several networks and fits the calibration.
 """
 
@@ -512,8 +513,12 @@ class NetworkMeasureSettings:
 class NetworkMeasurement:
     """A network's measured latency on a target and its profiled per-kernel times.
 
-    ``total_us`` is the minimum over rounds of each round's median run time, the same
-    statistic as a layer's ``latency_us`` (steady, and robust to a neighbour's bursts);
+    ``total_us`` is the median over rounds of each round's median run time: the latency the
+    network typically takes, robust to a neighbour's bursts. A lone layer's ``latency_us``
+    is the minimum of its round medians instead, confirmed by a second round within 2 %
+    (:mod:`prmodel.sweep`); a network's fixed rounds have no such confirmation, and their
+    minimum moved about twice as much from one measurement to the next as their median
+    (the calibration's scale takes up the steady difference between the two statistics).
     ``median_us``, ``p10_us``, ``p90_us`` describe all timed runs. ``kernels`` has one
     row per profiled kernel (:data:`KERNEL_TIME_COLUMNS`): ``measured_us`` is its median
     time per run. Profiled times carry a floor of a few µs per kernel (DESIGN.md).
@@ -561,36 +566,104 @@ def measure_network(
 
     Uses the target's own session options and providers, so the network runs exactly as
     its layers were measured. Plain runs (``run_with_iobinding``, inputs bound once) give
-    the latency; profiled runs in a second session give per-kernel times.
+    the latency; profiled runs in a second session give per-kernel times. To measure
+    several networks, :func:`measure_networks` interleaves their rounds.
 
     Raises:
         EstimateError: the target is not an ONNX Runtime target, or ORT cannot run the model.
     """
+    return measure_networks([model], target, input_shapes=input_shapes, settings=settings)[0]
+
+
+def measure_networks(
+    models: Sequence[ModelInput],
+    target: Target,
+    *,
+    input_shapes: InputShapes = None,
+    settings: NetworkMeasureSettings | None = None,
+    on_round: Callable[[int], None] | None = None,
+) -> list[NetworkMeasurement]:
+    """Measure several networks with their rounds interleaved, as the sweep runner does layers.
+
+    Round *r* of every network runs before round *r + 1* of any, so each network's rounds
+    are spread over the whole measurement and every network sees the same mix of the
+    machine's fast and slow moments. On a shared machine whose speed drifts over seconds,
+    this halves the noise of one network's latency against another's. On the development
+    VM, three back-to-back measurements of the 15 reference networks moved against each
+    other by 3.2 % (RMS per network, the common speed factor removed; minimum of round
+    medians) with 2 passes of 5 consecutive rounds per network; by 1.8 % with 10
+    interleaved rounds, and by 0.8 % with the median of those rounds (``total_us``).
+    Every network's sessions are open for the whole
+    measurement (memory: about twice each network's weights). Each round starts with one
+    untimed run, since the network before it left its own data in the caches.
+
+    Args:
+        models: The networks (paths, ModelProtos, loaded networks or their kernels).
+        target: An ONNX Runtime target.
+        input_shapes: Shapes of dynamic inputs (the same for every network).
+        settings: How to time each network (rounds, runs per round, profiled runs).
+        on_round: Called with the number of each round done (1, 2, ...), for progress.
+
+    Raises:
+        EstimateError: the target is not an ONNX Runtime target, or ORT cannot run a model.
+    """
     settings = settings or NetworkMeasureSettings()
-    network = _as_network(model, input_shapes)
+    networks = [_as_network(model, input_shapes) for model in models]
     if not is_onnxruntime_target(target):
         raise EstimateError(
             f"target {target.target_id} cannot run whole networks; measuring needs an "
             "ONNX Runtime target (cpu, cuda, ...)"
         )
     with tempfile.TemporaryDirectory(prefix="prmodel-measure-") as tmp:
-        plain = _BoundNetwork(network, target, settings=settings, profile_dir=None)
-        profiled = None
-        if settings.profiled_runs:
-            profiled = _BoundNetwork(network, target, settings=settings, profile_dir=Path(tmp))
-        round_medians, all_runs = [], []
-        for _ in range(settings.rounds):
-            times = [plain.timed_run() for _ in range(settings.runs)]
-            round_medians.append(statistics.median(times))
-            all_runs.extend(times)
-            for _ in range(settings.profiled_runs if profiled else 0):
-                profiled.run()  # type: ignore[union-attr]
-        kernels = profiled.kernel_times() if profiled else _empty_kernels()
+        bound = []
+        for index, network in enumerate(networks):
+            plain = _BoundNetwork(network, target, settings=settings, profile_dir=None)
+            profiled = None
+            if settings.profiled_runs:
+                profile_dir = Path(tmp) / str(index)  # ORT names profiles by the second
+                profile_dir.mkdir()
+                profiled = _BoundNetwork(
+                    network, target, settings=settings, profile_dir=profile_dir
+                )
+            bound.append((plain, profiled))
+        round_medians: list[list[float]] = [[] for _ in networks]
+        all_runs: list[list[float]] = [[] for _ in networks]
+        for number in range(1, settings.rounds + 1):
+            for (plain, profiled), medians, runs in zip(
+                bound, round_medians, all_runs, strict=True
+            ):
+                plain.run()
+                times = [plain.timed_run() for _ in range(settings.runs)]
+                medians.append(statistics.median(times))
+                runs.extend(times)
+                for _ in range(settings.profiled_runs if profiled else 0):
+                    profiled.run()  # type: ignore[union-attr]
+            if on_round is not None:
+                on_round(number)
+        kernels = [
+            profiled.kernel_times() if profiled else _empty_kernels() for _, profiled in bound
+        ]
+    return [
+        _measurement(network, target, settings, medians, runs, found)
+        for network, medians, runs, found in zip(
+            networks, round_medians, all_runs, kernels, strict=True
+        )
+    ]
+
+
+def _measurement(
+    network: Network,
+    target: Target,
+    settings: NetworkMeasureSettings,
+    round_medians: Sequence[float],
+    all_runs: Sequence[float],
+    kernels: pd.DataFrame,
+) -> NetworkMeasurement:
     p10, p90 = np.percentile(all_runs, [10, 90])
     return NetworkMeasurement(
         network=network.name,
         target_id=target.target_id,
-        total_us=float(min(round_medians)),
+        total_us=float(statistics.median(round_medians)),
         median_us=float(statistics.median(all_runs)),
         p10_us=float(p10),
         p90_us=float(p90),
@@ -860,6 +933,9 @@ def calibrate(
 ) -> Calibration:
     """Measure networks, compare with uncalibrated estimates and fit the target's calibration.
 
+    The networks are measured together, their rounds interleaved (:func:`measure_networks`),
+    so that the machine's drift moves them alike and the fit sees their differences.
+
     Args:
         networks: The calibration networks (paths or ModelProtos).
         target: An ONNX Runtime target (the networks are run on it).
@@ -874,12 +950,11 @@ def calibrate(
         CalibrationError: nothing to fit.
     """
     estimator = Estimator(target, models, calibration=None, strict=False)
+    loaded = [_as_network(model, input_shapes) for model in networks]
+    measurements = measure_networks(loaded, target, settings=settings)
     samples = []
-    for model in networks:
-        network = _as_network(model, input_shapes)
-        comparison = compare(
-            estimator.predict(network), measure_network(network, target, settings=settings)
-        )
+    for network, measurement in zip(loaded, measurements, strict=True):
+        comparison = compare(estimator.predict(network), measurement)
         if on_network is not None:
             on_network(comparison)
         samples.append(
@@ -945,6 +1020,7 @@ __all__ = [
     "core_cache_bytes",
     "last_level_cache_bytes",
     "measure_network",
+    "measure_networks",
     "model_digests",
     "network_layers",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,6 +39,7 @@ from prmodel.estimator import (
     calibrate,
     compare,
     measure_network,
+    measure_networks,
 )
 from prmodel.graph import load_network
 from prmodel.layers import LayerConfig, LayerKind
@@ -502,7 +504,7 @@ def test_measure_network_profiles_every_kernel() -> None:
     target = OnnxRuntimeTarget()
     measurement = measure_network(tiny_resnet(), target, settings=QUICK)
     assert measurement.total_us > 0
-    assert measurement.total_us == min(measurement.round_medians_us)
+    assert measurement.total_us == statistics.median(measurement.round_medians_us)
     assert measurement.runs == QUICK.rounds * QUICK.runs
     assert measurement.p10_us <= measurement.median_us <= measurement.p90_us
     kernels = measurement.kernels
@@ -513,6 +515,23 @@ def test_measure_network_profiles_every_kernel() -> None:
     assert comparison.layers["measured_us"].notna().all()
     assert len(comparison.layer_errors()) == int((estimate.layers["status"] == "modelled").sum())
     assert np.isfinite(comparison.total_error_pct)
+
+
+def test_measure_networks_interleaves_rounds_and_keeps_each_networks_profile() -> None:
+    target = OnnxRuntimeTarget()
+    rounds_done: list[int] = []
+    resnet, mobilenet = measure_networks(
+        [tiny_resnet(), tiny_mobilenet()], target, settings=QUICK, on_round=rounds_done.append
+    )
+    assert rounds_done == list(range(1, QUICK.rounds + 1))
+    for measurement, model in ((resnet, tiny_resnet()), (mobilenet, tiny_mobilenet())):
+        assert measurement.network == model.graph.name
+        assert len(measurement.round_medians_us) == QUICK.rounds
+        assert measurement.total_us == statistics.median(measurement.round_medians_us)
+        # Each network gets its own profile: every one of its kernels is matched.
+        comparison = compare(Estimator(target, _models()).predict(model), measurement)
+        assert comparison.unmatched == ()
+        assert comparison.layers["measured_us"].notna().all()
 
 
 def test_compare_pairs_unnamed_ort_nodes_by_op_order() -> None:

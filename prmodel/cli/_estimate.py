@@ -253,7 +253,7 @@ def _micros(value: Any) -> str:
 def _print_comparison(comparison: Comparison) -> None:
     measurement = comparison.measurement
     console.print(
-        f"[bold]measured latency: {measurement.total_us:,.1f} µs[/] (min of "
+        f"[bold]measured latency: {measurement.total_us:,.1f} µs[/] (median of "
         f"{measurement.settings.rounds} round medians; all {measurement.runs} runs: median "
         f"{measurement.median_us:,.1f} µs, p10-p90 spread {measurement.spread_pct:.1f} %)",
         highlight=False,
