@@ -588,13 +588,14 @@ def measure_networks(
     Round *r* of every network runs before round *r + 1* of any, so each network's rounds
     are spread over the whole measurement and every network sees the same mix of the
     machine's fast and slow moments. On a shared machine whose speed drifts over seconds,
-    this halves the noise of one network's latency against another's. On the development
-    VM, three back-to-back measurements of the 15 reference networks moved against each
-    other by 3.2 % (RMS per network, the common speed factor removed; minimum of round
-    medians) with 2 passes of 5 consecutive rounds per network; by 1.8 % with 10
-    interleaved rounds, and by 0.8 % with the median of those rounds (``total_us``).
-    Every network's sessions are open for the whole
-    measurement (memory: about twice each network's weights). Each round starts with one
+    this cuts the noise of one network's latency against another's: on the development VM,
+    three back-to-back measurements of the 15 reference networks moved against each other
+    by 3.2 % (RMS per network, the common speed factor removed; minimum of round medians)
+    with 2 passes of 5 consecutive rounds per network, by 1.8 % with 10 interleaved rounds,
+    and by 0.8 % with the median of those rounds (``total_us``).
+
+    Every network's sessions stay open for the whole measurement: two per network (plain
+    and profiled), each with its own copy of the weights. Each round starts with one
     untimed run, since the network before it left its own data in the caches.
 
     Args:

@@ -126,17 +126,18 @@ def calibrate(
     ],
     target: TargetOption = "cpu",
     input_shape: InputShapeOption = None,
-    rounds: RoundsOption = 5,
+    rounds: RoundsOption = 10,
     workspace: WorkspaceOption = Path("."),
     json_output: JsonOption = False,
 ) -> None:
     """Fit the target's whole-network calibration from real measurements of networks.
 
     Each network is estimated (plain sum) and measured on the target with per-kernel
-    profiles; the costs of unmodelled ops and the correction from the kernel sum to the
-    network latency are fitted and saved to trained_models/<target_id>/calibration.json,
-    which `prmodel estimate` then uses. Use several different networks: terms are kept
-    only where they improve leave-one-network-out error.
+    profiles, all networks together with their rounds interleaved; the costs of unmodelled
+    ops and the correction from the kernel sum to the network latency are fitted and saved
+    to trained_models/<target_id>/calibration.json, which `prmodel estimate` then uses. Use
+    several different networks: terms are kept only where they improve
+    leave-one-network-out error.
 
     Example: prmodel calibrate --target cpu benchmarks/networks/*.onnx
     """
