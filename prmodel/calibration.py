@@ -27,26 +27,25 @@ fit decides the signs.
 Which terms are used depends on how many networks were measured. From
 :data:`FULL_FORM_MIN_NETWORKS` on, the total always uses :data:`FULL_FORM`: the scale, the
 capped term, the cached weights (12-56 µs per MB on the twelve recorded runs of the 15
-reference networks in benchmarks/results/runs/) and the offset, which comes out negative
-(-300 to -730 µs): the small networks (SqueezeNet 1.1, MobileNet V3 small, 2-5 ms) run closer
-to their layers' lone times than the proportional terms say. On the ten runs recorded before
-this form, left-out MAPE was 2.8-5.2 % (mean 3.95 %, 147 of 150 network estimates within
-±10 %) with it, 3.0-5.0 % (mean 4.09 %, 140 of 150) without the cached weights, and 4.0-4.8 %
-(mean 4.42 %, 133 of 150) with a per-kernel term in place of both. Of the two runs measured
-after this form was chosen, one has every network within ±10 % (3.1 %), the other all but
-MobileNet V3 small (+17 %; 5.0 %). On nine later runs that measured the networks with their
-rounds interleaved (:func:`prmodel.estimator.measure_networks`), far less noisy, it scored
-2.5-3.7 % with every network within ±10 %. Choosing terms by leave-one-out error instead flipped
-between forms from one left-out network to the next and did worse still (4.3-5.8 % on five
-runs). With fewer networks the terms are chosen by leave-one-network-out error among the
-scale alone and the scale plus one other term, so a term is only kept when it predicts
-networks it was not fitted on better. The fit minimises relative errors, the unsigned
-coefficients non-negative. A kernel's calibrated time is never below zero, and a network's
-total never below the plain sum of its kernels' predictions (a network far smaller than the
-calibration networks would otherwise get a negative offset larger than its own context
-cost). A network whose kernel sum is more than 3x off its measurement (a model
-extrapolating far outside its training set) is left out of the fit and named, since it
-alone would decide every coefficient.
+reference networks in benchmarks/results/runs/) and the offset, which comes out negative (-300
+to -730 µs): the small networks (SqueezeNet 1.1, MobileNet V3 small, 2-5 ms) run closer to
+their layers' lone times than the proportional terms say. On the ten runs recorded before this
+form, left-out MAPE was 2.8-5.2 % (mean 3.95 %, 147 of 150 network estimates within ±10 %)
+with it, 3.0-5.0 % (mean 4.09 %, 140 of 150) without the cached weights, and 4.0-4.8 % (mean
+4.42 %, 133 of 150) with a per-kernel term in place of both. Of the two runs measured after
+this form was chosen, one has every network within ±10 % (3.1 %), the other all but MobileNet
+V3 small (+17 %; 5.0 %). On fourteen later runs that measured the networks with their rounds
+interleaved (:func:`prmodel.estimator.measure_networks`), far less noisy, it scored 2.5-4.1 %
+with every network within ±10 %. Choosing terms by leave-one-out error instead flipped between
+forms from one left-out network to the next and did worse still (4.3-5.8 % on five runs). With
+fewer networks the terms are chosen by leave-one-network-out error among the scale alone and
+the scale plus one other term, so a term is only kept when it predicts networks it was not
+fitted on better. The fit minimises relative errors, the unsigned coefficients non-negative. A
+kernel's calibrated time is never below zero, and a network's total never below the plain sum
+of its kernels' predictions (a network far smaller than the calibration networks would
+otherwise get a negative offset larger than its own context cost). A network whose kernel sum
+is more than 3x off its measurement (a model extrapolating far outside its training set) is
+left out of the fit and named, since it alone would decide every coefficient.
 
 Unmodelled kernels (Softmax, Concat, layout reorders, ...) get a fitted cost too: per op,
 ``fixed_us + us_per_mb * MB moved``, fitted on their profiled times in the same networks
