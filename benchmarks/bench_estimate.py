@@ -30,7 +30,7 @@ through the sweep runner into the workspace's store, plan ``oracle-networks``): 
 error left is that of the kernel mapping and the calibration alone, not of the regressor.
 
 ``--leave-one-out`` trains the models itself on a network-prior training set
-(:class:`prmodel.network_sampling.NetworkSampler` over all the networks: their layers,
+(:class:`prmodel.select.network_prior.NetworkSampler` over all the networks: their layers,
 neighbours of them and random layers, measured into the workspace's store, plans
 ``networks-<kind>``) and predicts every network with models that never saw it: for network
 ``n`` the layers drawn only from ``n`` (its own layers and their neighbours) are left out of
@@ -67,8 +67,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from prmodel.calibration import CalibrationSample, fit_calibration, load_calibration
-from prmodel.estimator import (
+from prmodel.estimate.calibration import CalibrationSample, fit_calibration, load_calibration
+from prmodel.estimate.estimator import (
     KERNEL_TIME_COLUMNS,
     Comparison,
     Estimator,
@@ -80,21 +80,21 @@ from prmodel.estimator import (
     last_level_cache_bytes,
     measure_networks,
 )
-from prmodel.frames import layers_from_frame
-from prmodel.graph import NetworkKernels, load_network
+from prmodel.estimate.kernels import NetworkKernels, load_network
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.machine import machine_info
+from prmodel.measure.frames import layers_from_frame
+from prmodel.measure.recheck import measure_again
+from prmodel.measure.runner import MeasureSettings, measure_layers
+from prmodel.measure.store import MeasurementStore
 from prmodel.metrics import summarize
-from prmodel.model_store import LatencyModel
-from prmodel.network_sampling import NetworkSampler, SampledLayer
-from prmodel.recheck import measure_again
-from prmodel.representatives import RepresentativeSet
-from prmodel.sampling import RandomSampler
-from prmodel.space import grouped_conv_space
-from prmodel.store import MeasurementStore
-from prmodel.sweep import MeasureSettings, measure_layers
+from prmodel.select.network_prior import NetworkSampler, SampledLayer
+from prmodel.select.representatives import RepresentativeSet
+from prmodel.select.samplers import RandomSampler
+from prmodel.select.spaces import grouped_conv_space
 from prmodel.targets import Target, get_target
 from prmodel.targets.base import fingerprint_hash
+from prmodel.targets.cpu import machine_info
+from prmodel.train.model import LatencyModel
 from prmodel.workspace import Workspace
 
 HERE = Path(__file__).parent
@@ -103,7 +103,8 @@ PRIOR_BUDGETS = {LayerKind.CONV: 2500}
 PRIOR_DEFAULT_BUDGET = 400
 PRIOR_RANDOM_SHARE = 0.2
 PRIOR_GROUPED = 400
-"""Grouped convs drawn from prmodel.space.grouped_conv_space into the network prior, shared by
+"""Grouped convs drawn from prmodel.select.spaces.grouped_conv_space into the network prior,
+shared by
 every fold: the default conv space has none, and without them a network never seen (RegNet)
 gets its grouped convs about 15 % low."""
 LONE_SETTINGS = MeasureSettings(max_rounds=7, max_seconds_per_point=10.0)

@@ -1,6 +1,7 @@
 """Benchmark of issue 6: PR vs random vs adaptive sampling on a real target (default: local CPU).
 
-A thin wrapper around :func:`prmodel.evaluation.evaluate`: learning curves per kind, sampler,
+A thin wrapper around :func:`prmodel.workflows.evaluation.evaluate`:
+learning curves per kind, sampler,
 budget and seed on held-out random layers (and the reference networks' layers), the repeat-
 measurement noise floor, whole-network errors at the largest budget and the benchmarking
 cost. Measurements go through the workspace's store (default: the repository root), so an
@@ -23,9 +24,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from prmodel.evaluation import EvaluationSettings, evaluate, markdown_report, write_report
 from prmodel.layers import parse_kind
 from prmodel.targets import get_target
+from prmodel.workflows.evaluation import EvaluationSettings, evaluate, markdown_report, write_report
 from prmodel.workspace import Workspace
 
 HERE = Path(__file__).resolve().parent

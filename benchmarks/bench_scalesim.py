@@ -1,7 +1,7 @@
 """Benchmark of the SCALE-Sim target (issue 7): PR vs random sampling, single layers and networks.
 
 On a SCALE-Sim systolic array (fast mode: closed-form compute cycles) it runs
-:func:`prmodel.evaluation.evaluate` for conv and dense with the PR and random samplers at
+:func:`prmodel.workflows.evaluation.evaluate` for conv and dense with the PR and random samplers at
 budgets up to 1000 per kind, over several seeds, and reports:
 
 - single-layer MAPE on held-out random layers of each kind (depthwise convs, which the conv
@@ -35,16 +35,16 @@ from typing import Any
 
 import pandas as pd
 
-from prmodel.evaluation import (
+from prmodel.layers import LayerKind
+from prmodel.targets import get_target
+from prmodel.targets.cpu import machine_info
+from prmodel.workflows.evaluation import (
     EvaluationResult,
     EvaluationSettings,
     evaluate,
     markdown_report,
     write_report,
 )
-from prmodel.layers import LayerKind
-from prmodel.machine import machine_info
-from prmodel.targets import get_target
 from prmodel.workspace import Workspace
 
 HERE = Path(__file__).resolve().parent

@@ -29,15 +29,15 @@ from typing import Any
 
 import numpy as np
 
-from prmodel.hardware import profile_for
 from prmodel.layers import LayerKind
-from prmodel.machine import machine_info
-from prmodel.representatives import ParameterSweep, SelectionResult, run_selection
-from prmodel.sampling import initial_sweeps
-from prmodel.steps import detect_steps
-from prmodel.store import MeasurementStore
-from prmodel.sweep import MeasureSettings, measure_layers
+from prmodel.measure.runner import MeasureSettings, measure_layers
+from prmodel.measure.store import MeasurementStore
+from prmodel.select.representatives import ParameterSweep, SelectionResult, run_selection
+from prmodel.select.samplers import initial_sweeps
+from prmodel.select.steps import detect_steps
 from prmodel.targets import Target, get_target
+from prmodel.targets.cpu import machine_info
+from prmodel.targets.profiles import profile_for
 from prmodel.workspace import Workspace
 
 RESULTS = Path(__file__).parent / "results"
@@ -191,7 +191,7 @@ def run_all(args: argparse.Namespace, kinds: list[LayerKind], root: Path) -> dic
             "target": args.target,
             "kinds": [k.value for k in kinds],
             "repeat": args.repeat,
-            "measure_settings": "prmodel.sweep.MeasureSettings() defaults",
+            "measure_settings": "prmodel.measure.runner.MeasureSettings() defaults",
             "min_confidence": 0.25,
         },
         "targets": [],

@@ -40,10 +40,10 @@ import numpy as np
 import pandas as pd
 
 from prmodel.layers import LayerConfig
-from prmodel.machine import machine_info
-from prmodel.store import MeasurementStore
-from prmodel.sweep import CANARY_LAYER, MeasureSettings, measure_layers
+from prmodel.measure.runner import CANARY_LAYER, MeasureSettings, measure_layers
+from prmodel.measure.store import MeasurementStore
 from prmodel.targets import Target, get_target
+from prmodel.targets.cpu import machine_info
 
 RESULTS = Path(__file__).parent / "results" / "bench_sweep.json"
 

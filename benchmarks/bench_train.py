@@ -37,15 +37,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prmodel.frames import layers_to_frame
-from prmodel.hardware import analytic_profile
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.machine import machine_info
-from prmodel.model_store import REGRESSORS
-from prmodel.representatives import ParameterSteps, RepresentativeSet
-from prmodel.space import default_space
+from prmodel.measure.frames import layers_to_frame
+from prmodel.select.representatives import ParameterSteps, RepresentativeSet
+from prmodel.select.spaces import default_space
 from prmodel.targets.analytic import AnalyticTarget
-from prmodel.training import TrainSettings, train_kind
+from prmodel.targets.cpu import machine_info
+from prmodel.targets.profiles import analytic_profile
+from prmodel.train.model import REGRESSORS
+from prmodel.train.training import TrainSettings, train_kind
 from prmodel.workspace import Workspace
 
 RESULTS = Path(__file__).parent / "results"
@@ -176,7 +176,7 @@ def analytic_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 def store_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Rows for the real measurements of a workspace store, if it has PR training sets."""
-    from prmodel.store import MeasurementStore
+    from prmodel.measure.store import MeasurementStore
 
     ws = Workspace.at(args.workspace)
     if not ws.store_path.exists():

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from prmodel.errors import PrmodelError
-from prmodel.machine import machine_info
+from prmodel.targets.cpu import machine_info
 from prmodel.zoo import REFERENCE_NETWORKS, ExportedNetwork, export_all
 
 ROOT = Path(__file__).resolve().parent

@@ -43,7 +43,7 @@ import pandas as pd
 from IPython.display import display
 
 from prmodel.layers import LayerKind
-from prmodel.quickstart import QUICK_MEASURE, QuickstartSettings
+from prmodel.workflows.quickstart import QUICK_MEASURE, QuickstartSettings
 from prmodel.targets import get_target
 from prmodel.workspace import Workspace
 
@@ -77,7 +77,7 @@ def sweeps_notebook() -> list[nbformat.NotebookNode]:
         new_code_cell(SETUP),
         new_markdown_cell("## Conv output channels 1..96"),
         new_code_cell(
-            "from prmodel.quickstart import sweep_staircase\n\n"
+            "from prmodel.workflows.quickstart import sweep_staircase\n\n"
             "stairs = sweep_staircase(ws, target, settings=QUICK_MEASURE, progress=False)\n"
             "points = pd.DataFrame([vars(p) for p in stairs.points])\n"
             "fig, ax = plt.subplots(figsize=(9, 4))\n"
@@ -96,9 +96,9 @@ def sweeps_notebook() -> list[nbformat.NotebookNode]:
             "Any sweep can be written as a `SweepPlan` and run the same way."
         ),
         new_code_cell(
-            "from prmodel.plans import SweepPlan\n"
-            "from prmodel.store import MeasurementStore\n"
-            "from prmodel.sweep import measure_layers\n\n"
+            "from prmodel.measure.plans import SweepPlan\n"
+            "from prmodel.measure.store import MeasurementStore\n"
+            "from prmodel.measure.runner import measure_layers\n\n"
             "plan = SweepPlan(\n"
             "    name='notebook-dense-out', kind=LayerKind.DENSE,\n"
             "    fixed={'channels': 512}, sweep={'out_channels': tuple(range(1, 129))},\n"
@@ -127,7 +127,7 @@ def select_notebook() -> list[nbformat.NotebookNode]:
         new_code_cell(PARAMETERS),
         new_code_cell(SETUP),
         new_code_cell(
-            "from prmodel.quickstart import select_representatives_for\n\n"
+            "from prmodel.workflows.quickstart import select_representatives_for\n\n"
             "selection = select_representatives_for(ws, target, settings, progress=False)\n"
             "print(f'{selection.measured} points measured, {selection.skipped} reused; '\n"
             "      f'profile {selection.profile.name}')\n"
@@ -162,11 +162,11 @@ def training_notebook() -> list[nbformat.NotebookNode]:
         new_code_cell(PARAMETERS),
         new_code_cell(SETUP),
         new_code_cell(
-            "from prmodel.quickstart import (\n"
+            "from prmodel.workflows.quickstart import (\n"
             "    benchmark_representatives, measure_test_sets, select_representatives_for,\n"
             "    train_quickstart_models,\n"
             ")\n"
-            "from prmodel.store import MeasurementStore\n\n"
+            "from prmodel.measure.store import MeasurementStore\n\n"
             "selection = select_representatives_for(ws, target, settings, progress=False)\n"
             "with MeasurementStore(ws.store_path) as store:\n"
             "    train, _ = benchmark_representatives(\n"
@@ -198,7 +198,7 @@ def training_notebook() -> list[nbformat.NotebookNode]:
         ),
         new_code_cell(
             "import mlflow\n\n"
-            "from prmodel.tracking import experiment_name\n\n"
+            "from prmodel.train.tracking import experiment_name\n\n"
             "mlflow.set_tracking_uri(report.tracking_uri)\n"
             "runs = mlflow.search_runs(experiment_names=[experiment_name(target.target_id)])\n"
             "columns = ['tags.kind', 'params.regressor', 'metrics.test_mape',\n"
@@ -222,12 +222,12 @@ def estimate_notebook() -> list[nbformat.NotebookNode]:
         new_code_cell(PARAMETERS),
         new_code_cell(SETUP),
         new_code_cell(
-            "from prmodel.model_store import ModelError, load_models\n"
-            "from prmodel.quickstart import (\n"
+            "from prmodel.train.model import ModelError, load_models\n"
+            "from prmodel.workflows.quickstart import (\n"
             "    benchmark_representatives, measure_test_sets, select_representatives_for,\n"
             "    train_quickstart_models,\n"
             ")\n"
-            "from prmodel.store import MeasurementStore\n\n"
+            "from prmodel.measure.store import MeasurementStore\n\n"
             "try:\n"
             "    trained = set(load_models(ws, target.target_id))\n"
             "except ModelError:  # saved by another prmodel version: train again\n"
@@ -246,7 +246,7 @@ def estimate_notebook() -> list[nbformat.NotebookNode]:
         new_code_cell(
             "import onnx\n\n"
             "from prmodel import zoo\n"
-            "from prmodel.estimator import Estimator\n\n"
+            "from prmodel.estimate.estimator import Estimator\n\n"
             "path = ws.root / 'networks' / 'tiny_resnet.onnx'\n"
             "path.parent.mkdir(exist_ok=True)\n"
             "onnx.save(zoo.tiny_resnet(), str(path))\n"
@@ -270,7 +270,7 @@ def estimate_notebook() -> list[nbformat.NotebookNode]:
             "simulated targets the truth is the target's own latency of the modelled layers."
         ),
         new_code_cell(
-            "from prmodel.quickstart import estimate_networks\n\n"
+            "from prmodel.workflows.quickstart import estimate_networks\n\n"
             "networks = [path]\n"
             "for name in ('tiny_mobilenet', 'tiny_vgg'):\n"
             "    networks.append(ws.root / 'networks' / f'{name}.onnx')\n"
@@ -294,13 +294,13 @@ def sampling_notebook() -> list[nbformat.NotebookNode]:
             "# 5. PR vs random sampling\n\n"
             "At equal numbers of benchmarked layers, models trained on Performance "
             "Representatives should beat models trained on random layers. "
-            "`prmodel.evaluation.evaluate` draws both samples per budget, fits the same "
+            "`prmodel.workflows.evaluation.evaluate` draws both samples per budget, fits the same "
             "regressor on each and scores them on the same held-out layers."
         ),
         new_code_cell(PARAMETERS),
         new_code_cell(SETUP),
         new_code_cell(
-            "from prmodel.evaluation import EvaluationSettings, evaluate\n\n"
+            "from prmodel.workflows.evaluation import EvaluationSettings, evaluate\n\n"
             "budgets = (8, 16) if UNDER_TEST else (20, 60, 120)\n"
             "evaluation = evaluate(\n"
             "    target, workspace=ws, progress=False,\n"

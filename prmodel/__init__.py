@@ -20,7 +20,7 @@ from typing import Any
 
 from prmodel.errors import PrmodelError
 from prmodel.layers import InvalidLayerError, LayerConfig, LayerKind
-from prmodel.representatives import ParameterSteps, RepresentativeSet
+from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.targets import Target, TargetError, get_target, list_targets
 from prmodel.workspace import Workspace
 
@@ -28,40 +28,40 @@ __version__ = "0.1.0"
 
 # name -> module that defines it; imported on first attribute access (PEP 562).
 _LAZY: dict[str, str] = {
-    "MeasurementStore": "prmodel.store",
-    "Measurement": "prmodel.store",
-    "SweepPlan": "prmodel.plans",
-    "load_plans": "prmodel.plans",
-    "MeasureSettings": "prmodel.sweep",
-    "run_sweep": "prmodel.sweep",
-    "measure_layers": "prmodel.sweep",
-    "RecheckReport": "prmodel.recheck",
-    "recheck_store": "prmodel.recheck",
-    "remeasure_stretches": "prmodel.recheck",
-    "HardwareProfile": "prmodel.hardware",
-    "profile_for": "prmodel.hardware",
-    "StepDetection": "prmodel.steps",
-    "detect_steps": "prmodel.steps",
-    "select_representatives": "prmodel.representatives",
-    "run_selection": "prmodel.representatives",
-    "ParameterSpace": "prmodel.space",
-    "default_space": "prmodel.space",
-    "PRSampler": "prmodel.sampling",
-    "RandomSampler": "prmodel.sampling",
-    "AdaptiveSampler": "prmodel.sampling",
-    "LatencyModel": "prmodel.model_store",
-    "load_models": "prmodel.model_store",
-    "TrainSettings": "prmodel.training",
-    "train_models": "prmodel.training",
+    "MeasurementStore": "prmodel.measure.store",
+    "Measurement": "prmodel.measure.store",
+    "SweepPlan": "prmodel.measure.plans",
+    "load_plans": "prmodel.measure.plans",
+    "MeasureSettings": "prmodel.measure.runner",
+    "run_sweep": "prmodel.measure.runner",
+    "measure_layers": "prmodel.measure.runner",
+    "RecheckReport": "prmodel.measure.recheck",
+    "recheck_store": "prmodel.measure.recheck",
+    "remeasure_stretches": "prmodel.measure.recheck",
+    "HardwareProfile": "prmodel.targets.profiles",
+    "profile_for": "prmodel.targets.profiles",
+    "StepDetection": "prmodel.select.steps",
+    "detect_steps": "prmodel.select.steps",
+    "select_representatives": "prmodel.select.representatives",
+    "run_selection": "prmodel.select.representatives",
+    "ParameterSpace": "prmodel.select.spaces",
+    "default_space": "prmodel.select.spaces",
+    "PRSampler": "prmodel.select.samplers",
+    "RandomSampler": "prmodel.select.samplers",
+    "AdaptiveSampler": "prmodel.select.samplers",
+    "LatencyModel": "prmodel.train.model",
+    "load_models": "prmodel.train.model",
+    "TrainSettings": "prmodel.train.training",
+    "train_models": "prmodel.train.training",
     "summarize": "prmodel.metrics",
-    "Estimator": "prmodel.estimator",
-    "NetworkEstimate": "prmodel.estimator",
-    "measure_network": "prmodel.estimator",
-    "measure_networks": "prmodel.estimator",
-    "compare": "prmodel.estimator",
-    "EvaluationSettings": "prmodel.evaluation",
-    "evaluate": "prmodel.evaluation",
-    "run_quickstart": "prmodel.quickstart",
+    "Estimator": "prmodel.estimate.estimator",
+    "NetworkEstimate": "prmodel.estimate.estimator",
+    "measure_network": "prmodel.estimate.estimator",
+    "measure_networks": "prmodel.estimate.estimator",
+    "compare": "prmodel.estimate.estimator",
+    "EvaluationSettings": "prmodel.workflows.evaluation",
+    "evaluate": "prmodel.workflows.evaluation",
+    "run_quickstart": "prmodel.workflows.quickstart",
 }
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.representatives import ParameterSteps, RepresentativeSet
+from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.targets.analytic import AnalyticTarget
 
 TARGET = AnalyticTarget()

@@ -15,9 +15,9 @@ import pytest
 
 from prmodel.cli import main
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.model_store import LatencyModel
 from prmodel.targets.analytic import AnalyticTarget
-from prmodel.targets.onnxruntime import OnnxRuntimeTarget
+from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
+from prmodel.train.model import LatencyModel
 from prmodel.workspace import Workspace
 from prmodel.zoo import tiny_mobilenet, tiny_resnet, tiny_vgg
 
@@ -214,7 +214,7 @@ def test_calibrate_saves_a_calibration_that_estimate_uses(
 ) -> None:
     # The cpu models here learned the analytic target, so their sums may be far off the real
     # CPU; this test is about the wiring, the 3x rule has its own tests (test_estimator.py).
-    monkeypatch.setattr("prmodel.calibration.MAX_SUM_RATIO", 1e9)
+    monkeypatch.setattr("prmodel.estimate.calibration.MAX_SUM_RATIO", 1e9)
     networks = [str(trained.root / f"{n}.onnx") for n in ("tiny_resnet", "tiny_mobilenet")]
     args = ["calibrate", *networks, "-t", "cpu", "-w", str(trained.root), "--rounds", "1"]
     code, out, _ = _run([*args, "--json"], monkeypatch, capsys)

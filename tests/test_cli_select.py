@@ -10,9 +10,9 @@ import pytest
 from typer.testing import CliRunner
 
 from prmodel.cli import app, main
-from prmodel.plans import load_plans
-from prmodel.representatives import RepresentativeSet
-from prmodel.store import MeasurementStore
+from prmodel.measure.plans import load_plans
+from prmodel.measure.store import MeasurementStore
+from prmodel.select.representatives import RepresentativeSet
 from prmodel.workspace import Workspace
 
 runner = CliRunner()

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from prmodel.cli import app
-from prmodel.plans import shipped_plans_dir
+from prmodel.measure.plans import shipped_plans_dir
 
 TESTS = Path(__file__).parent
 ROOT = TESTS.parent
@@ -108,7 +108,7 @@ def test_init_copies_shipped_plans_and_sweep_finds_them(tmp_path: Path) -> None:
 def test_a_bare_name_finds_a_shipped_plan_in_any_workspace(tmp_path: Path) -> None:
     ws = tmp_path / "empty"
     plan = shipped_plans_dir() / "conv_kernel.yaml"
-    assert plan.is_file() and plan.parent.parent.name == "prmodel"  # package data
+    assert plan.is_file() and plan.parent.parent.parent.name == "prmodel"  # package data
     out = json.loads(invoke("sweep", "conv_kernel", "-t", "analytic", "-w", str(ws), "--json"))
     assert out["plans"][0]["plan_name"] == "conv_kernel" and out["plans"][0]["measured"] > 0
     assert not (ws / "sweeps" / "conv_kernel.yaml").exists()  # used in place, not copied

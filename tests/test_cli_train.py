@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 from prmodel.cli import app
 from prmodel.layers import LayerConfig
-from prmodel.model_store import load_models
-from prmodel.store import MeasurementStore
-from prmodel.sweep import measure_layers
+from prmodel.measure.runner import measure_layers
+from prmodel.measure.store import MeasurementStore
 from prmodel.targets.analytic import AnalyticTarget
+from prmodel.train.model import load_models
 from prmodel.workspace import Workspace
 
 runner = CliRunner()
@@ -78,7 +78,7 @@ def test_train_prints_a_table(workspace: Workspace) -> None:
 
 
 def test_missing_test_set_is_drawn_and_measured(workspace: Workspace) -> None:
-    pytest.importorskip("prmodel.sampling")
+    pytest.importorskip("prmodel.select.samplers")
     measure(workspace, "pr-dense", dense(30, seed=0))
     args = ("--target", "analytic", "--workspace", str(workspace.root), "--test-size", "12")
     result = invoke("train", *args, "--trials", "0", "--no-track", "--json")

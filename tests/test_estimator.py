@@ -1,4 +1,4 @@
-"""Tests of prmodel.estimator and prmodel.calibration: predictions, fallbacks, measuring, fits."""
+"""Tests of prmodel.estimate.estimator and calibration: predictions, fallbacks, measuring, fits."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 from onnx import TensorProto, helper
 
-from prmodel.calibration import (
+from prmodel.estimate.calibration import (
     FULL_FORM,
     FULL_FORM_MIN_NETWORKS,
     BandwidthFit,
@@ -29,7 +29,7 @@ from prmodel.calibration import (
     in_network_us,
     load_calibration,
 )
-from prmodel.estimator import (
+from prmodel.estimate.estimator import (
     ESTIMATE_COLUMNS,
     EstimateError,
     Estimator,
@@ -41,10 +41,10 @@ from prmodel.estimator import (
     measure_network,
     measure_networks,
 )
-from prmodel.graph import load_network
+from prmodel.estimate.kernels import load_network
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.targets.analytic import AnalyticTarget
-from prmodel.targets.onnxruntime import OnnxRuntimeTarget
+from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
 from prmodel.workspace import Workspace
 from prmodel.zoo import tiny_mobilenet, tiny_resnet, tiny_vgg
 
@@ -98,7 +98,7 @@ def test_total_is_the_sum_of_analytic_latencies(analytic_target: AnalyticTarget)
 
 
 def _layer_dict(row: dict[str, Any]) -> dict[str, Any]:
-    from prmodel.frames import layers_from_frame
+    from prmodel.measure.frames import layers_from_frame
 
     return layers_from_frame(pd.DataFrame([row])).pop().to_dict()
 
@@ -561,7 +561,7 @@ def test_calibrate_measures_fits_and_saves(
 ) -> None:
     # _models() learned the analytic target: their sums may be far off the real CPU, and the
     # 3x rule (tested above) would leave every network out. This test is about the wiring.
-    monkeypatch.setattr("prmodel.calibration.MAX_SUM_RATIO", 1e9)
+    monkeypatch.setattr("prmodel.estimate.calibration.MAX_SUM_RATIO", 1e9)
     target = OnnxRuntimeTarget()
     seen: list[str] = []
     calibration = calibrate(

@@ -1,4 +1,4 @@
-"""Tests of prmodel.evaluation: the whole evaluation on the deterministic analytic target."""
+"""Tests of prmodel.workflows.evaluation: the whole evaluation on the analytic target."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prmodel.evaluation import (
+from prmodel.layers import LayerKind
+from prmodel.measure.store import MeasurementStore
+from prmodel.select.representatives import RepresentativeSet
+from prmodel.targets import get_target
+from prmodel.workflows.evaluation import (
     CURVE_COLUMNS,
     NETWORK_COLUMNS,
     EvaluationError,
@@ -18,10 +22,6 @@ from prmodel.evaluation import (
     evaluate,
     write_report,
 )
-from prmodel.layers import LayerKind
-from prmodel.representatives import RepresentativeSet
-from prmodel.store import MeasurementStore
-from prmodel.targets import get_target
 from prmodel.workspace import Workspace
 from prmodel.zoo import tiny_mobilenet, tiny_resnet
 

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from prmodel.features import BLOCKED_FEATURE, FeatureError, FeatureSpec, gemm_view
-from prmodel.hardware import GemmBlocks, builtin_profile, scalesim_profile
 from prmodel.layers import ACTIVATIONS, PARAMETERS, LayerConfig, LayerKind
-from prmodel.representatives import ParameterSteps, RepresentativeSet
+from prmodel.select.representatives import ParameterSteps, RepresentativeSet
+from prmodel.targets.profiles import GemmBlocks, builtin_profile, scalesim_profile
 from prmodel.targets.scalesim import ScaleSimTarget
+from prmodel.train.features import BLOCKED_FEATURE, FeatureError, FeatureSpec, gemm_view
 
 PR = RepresentativeSet(
     target_id="analytic-b16-l8",

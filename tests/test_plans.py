@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.plans import (
+from prmodel.measure.plans import (
     PlanError,
     SweepPlan,
     geometric_values,

@@ -11,8 +11,10 @@ from typer.testing import CliRunner
 from prmodel import zoo
 from prmodel.cli import app
 from prmodel.layers import LayerKind
-from prmodel.plans import load_plans
-from prmodel.quickstart import (
+from prmodel.measure.plans import load_plans
+from prmodel.targets import get_target
+from prmodel.targets.analytic import AnalyticTarget
+from prmodel.workflows.quickstart import (
     QUICKSTART_PLAN,
     TINY_NETWORKS,
     QuickstartError,
@@ -23,8 +25,6 @@ from prmodel.quickstart import (
     summary_path,
     sweep_staircase,
 )
-from prmodel.targets import get_target
-from prmodel.targets.analytic import AnalyticTarget
 from prmodel.workspace import Workspace
 
 SMALL = ["--budget", "24", "--test-size", "8", "--trials", "0"]

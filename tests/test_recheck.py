@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from prmodel.cli import app
 from prmodel.layers import LayerConfig
-from prmodel.recheck import (
+from prmodel.measure.recheck import (
     MAX_LATENCY_US,
     MIN_LATENCY_US,
     RecheckError,
@@ -20,8 +20,8 @@ from prmodel.recheck import (
     remeasure_stretches,
     stretch_of,
 )
-from prmodel.store import MeasurementStore
-from prmodel.sweep import MeasureSettings, run_sweep
+from prmodel.measure.runner import MeasureSettings, run_sweep
+from prmodel.measure.store import MeasurementStore
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.base import fingerprint_hash
 from prmodel.workspace import Workspace

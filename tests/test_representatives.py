@@ -9,9 +9,8 @@ import pytest
 import yaml
 from staircases import staircase
 
-from prmodel.hardware import HardwareProfile, StepHint
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.representatives import (
+from prmodel.select.representatives import (
     ParameterSteps,
     ParameterSweep,
     RepresentativesError,
@@ -19,7 +18,8 @@ from prmodel.representatives import (
     save_plots,
     select_representatives,
 )
-from prmodel.space import default_space
+from prmodel.select.spaces import default_space
+from prmodel.targets.profiles import HardwareProfile, StepHint
 
 # -- ParameterSteps and plateau mapping ---------------------------------------------------------
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from prmodel.layers import LayerKind
-from prmodel.representatives import run_selection
+from prmodel.select.representatives import run_selection
 from prmodel.targets import get_target
 from prmodel.workspace import Workspace
 

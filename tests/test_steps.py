@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from staircases import staircase
 
-from prmodel.space import default_space
-from prmodel.steps import StepDetectionError, detect_steps, step_label
+from prmodel.select.spaces import default_space
+from prmodel.select.steps import StepDetectionError, detect_steps, step_label
 from prmodel.targets.analytic import AnalyticTarget
 
 

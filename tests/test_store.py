@@ -6,9 +6,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from prmodel.frames import layers_from_frame
 from prmodel.layers import LayerConfig
-from prmodel.store import (
+from prmodel.measure.frames import layers_from_frame
+from prmodel.measure.store import (
     FRAME_COLUMNS,
     SCHEMA_VERSION,
     Measurement,

@@ -13,9 +13,9 @@ import pytest
 
 from prmodel.layers import LayerConfig
 from prmodel.targets import Benchmark, LayerBuildError, Target, TargetError, get_target
-from prmodel.targets import onnxruntime as ort_target
 from prmodel.targets.base import fingerprint_hash
-from prmodel.targets.onnxruntime import (
+from prmodel.targets.onnxruntime import target as ort_target
+from prmodel.targets.onnxruntime.target import (
     LAYOUT_OPS,
     OnnxRuntimeTarget,
     onnxruntime_target_infos,

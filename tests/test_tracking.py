@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prmodel.frames import layers_to_frame
 from prmodel.layers import LayerConfig
+from prmodel.measure.frames import layers_to_frame
 from prmodel.targets.analytic import AnalyticTarget
-from prmodel.tracking import experiment_name, tracking_uri_for
-from prmodel.training import TrainSettings, train_models
+from prmodel.train.tracking import experiment_name, tracking_uri_for
+from prmodel.train.training import TrainSettings, train_models
 from prmodel.workspace import Workspace
 
 TARGET = AnalyticTarget()

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from analytic_fixtures import PR, TARGET, random_dense
 
-from prmodel.frames import layers_to_frame
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.model_store import REGRESSORS, LatencyModel, ModelError, load_models
-from prmodel.representatives import ParameterSteps, RepresentativeSet
-from prmodel.training import (
+from prmodel.measure.frames import layers_to_frame
+from prmodel.select.representatives import ParameterSteps, RepresentativeSet
+from prmodel.train.model import REGRESSORS, LatencyModel, ModelError, load_models
+from prmodel.train.training import (
     OverlapWarning,
     TrainSettings,
     drop_overlap,

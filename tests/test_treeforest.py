@@ -13,11 +13,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from prmodel import treeforest
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.model_store import DEFAULT_PARAMS, LatencyModel, build_regressor
 from prmodel.targets.analytic import AnalyticTarget
-from prmodel.treeforest import TreeForest, TreeForestError, _UbjReader
+from prmodel.train import treeforest
+from prmodel.train.model import DEFAULT_PARAMS, LatencyModel, build_regressor
+from prmodel.train.treeforest import TreeForest, TreeForestError, _UbjReader
 
 xgb = pytest.importorskip("xgboost")
 
@@ -411,7 +411,7 @@ def test_module_imports_no_heavy_library(tmp_path: Path) -> None:
     script = (
         "import sys\n"
         "import numpy as np\n"
-        "from prmodel.treeforest import TreeForest\n"
+        "from prmodel.train.treeforest import TreeForest\n"
         f"TreeForest.load({str(path)!r}).predict(np.zeros((3, 5)))\n"
         "heavy = [m for m in ('xgboost', 'sklearn', 'scipy') if m in sys.modules]\n"
         "print(','.join(heavy))\n"

@@ -21,8 +21,8 @@ from prmodel.workspace import Workspace
 if TYPE_CHECKING:
     import pandas as pd
 
-    from prmodel.calibration import Calibration
-    from prmodel.estimator import Comparison, NetworkEstimate, NetworkMeasureSettings
+    from prmodel.estimate.calibration import Calibration
+    from prmodel.estimate.estimator import Comparison, NetworkEstimate, NetworkMeasureSettings
 
 InputShapeOption = Annotated[
     list[str] | None,
@@ -87,8 +87,13 @@ def estimate(
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    from prmodel.estimator import Estimator, NetworkMeasureSettings, compare, measure_network
-    from prmodel.graph import load_network, network_kernels, parse_input_shapes
+    from prmodel.estimate.estimator import (
+        Estimator,
+        NetworkMeasureSettings,
+        compare,
+        measure_network,
+    )
+    from prmodel.estimate.kernels import load_network, network_kernels, parse_input_shapes
     from prmodel.targets import get_target
 
     network = load_network(model, input_shapes=parse_input_shapes(input_shape or ()))
@@ -141,9 +146,9 @@ def calibrate(
 
     Example: prmodel calibrate --target cpu benchmarks/networks/*.onnx
     """
-    from prmodel import estimator as est
-    from prmodel.calibration import calibration_path
-    from prmodel.graph import parse_input_shapes
+    from prmodel.estimate import estimator as est
+    from prmodel.estimate.calibration import calibration_path
+    from prmodel.estimate.kernels import parse_input_shapes
 
     ws = Workspace.at(workspace)
     loaded = est.Estimator.load(ws, target, calibrated=False)
@@ -272,7 +277,7 @@ def _print_comparison(comparison: Comparison) -> None:
 
 
 def _print_calibration(result: Calibration, settings: NetworkMeasureSettings) -> None:
-    from prmodel.calibration import MAX_SUM_RATIO
+    from prmodel.estimate.calibration import MAX_SUM_RATIO
 
     rows = [
         {

@@ -20,7 +20,7 @@ from prmodel.errors import PrmodelError
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
-    from prmodel.evaluation import EvaluationResult
+    from prmodel.workflows.evaluation import EvaluationResult
 
 
 class EvaluateCommandError(PrmodelError, ValueError):
@@ -73,10 +73,10 @@ def evaluate(
 
     Example: prmodel evaluate --target cpu --budgets 100,300,1000 --kinds conv,dense --seeds 3
     """
-    from prmodel.evaluation import EvaluationSettings, log_evaluation, write_report
-    from prmodel.evaluation import evaluate as run_evaluation
     from prmodel.layers import parse_kind
     from prmodel.targets import get_target
+    from prmodel.workflows.evaluation import EvaluationSettings, log_evaluation, write_report
+    from prmodel.workflows.evaluation import evaluate as run_evaluation
 
     settings = EvaluationSettings(
         kinds=tuple(parse_kind(k) for k in _split(kinds, "kinds")),

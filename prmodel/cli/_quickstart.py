@@ -19,7 +19,7 @@ from prmodel.cli._sweep import command_help
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
-    from prmodel.quickstart import QuickstartResult, StaircaseResult
+    from prmodel.workflows.quickstart import QuickstartResult, StaircaseResult
 
 NetworksOption = Annotated[
     list[Path] | None,
@@ -68,8 +68,8 @@ def quickstart(
     Example: prmodel quickstart --target cpu --networks benchmarks/networks/resnet18.onnx
     """
     from prmodel.cli._select import parse_kinds
-    from prmodel.quickstart import QuickstartSettings, run_quickstart
     from prmodel.targets import get_target
+    from prmodel.workflows.quickstart import QuickstartSettings, run_quickstart
 
     settings = QuickstartSettings(
         kinds=tuple(parse_kinds(kinds)),

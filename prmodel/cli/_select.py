@@ -23,8 +23,8 @@ from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
     from prmodel.layers import LayerConfig
-    from prmodel.representatives import SelectionResult
-    from prmodel.space import ParameterSpace
+    from prmodel.select.representatives import SelectionResult
+    from prmodel.select.spaces import ParameterSpace
     from prmodel.targets.base import Target
 
 KindsOption = Annotated[
@@ -70,7 +70,7 @@ def parse_kinds(text: str) -> list[LayerKind]:
 def _spaces(path: Path | None) -> dict[LayerKind, ParameterSpace] | None:
     if path is None:
         return None
-    from prmodel.space import default_spaces, load_spaces
+    from prmodel.select.spaces import default_spaces, load_spaces
 
     return {**default_spaces(), **load_spaces(path)}
 
@@ -104,10 +104,10 @@ def select(
 
     Example: prmodel select --target cpu --kinds conv,dense
     """
-    from prmodel.hardware import profile_for
-    from prmodel.representatives import run_selection
-    from prmodel.sweep import MeasureSettings
+    from prmodel.measure.runner import MeasureSettings
+    from prmodel.select.representatives import run_selection
     from prmodel.targets import get_target
+    from prmodel.targets.profiles import profile_for
 
     ws = Workspace.at(workspace)
     chosen = get_target(target)
@@ -227,7 +227,7 @@ def plan(
 
     Example: prmodel plan --sampler networks --networks benchmarks/networks --budget conv=2500,400
     """
-    from prmodel.plans import plan_from_layers, save_plans
+    from prmodel.measure.plans import plan_from_layers, save_plans
     from prmodel.targets import get_target
 
     ws = Workspace.at(workspace)
@@ -306,8 +306,8 @@ def _network_sampler(
     random_share: float,
 ) -> tuple[DrawFn, set[LayerKind]]:
     """The networks sampler over the ONNX files named (folders expanded) and their kinds."""
-    from prmodel.estimator import network_layers
-    from prmodel.network_sampling import NetworkSampler
+    from prmodel.estimate.estimator import network_layers
+    from prmodel.select.network_prior import NetworkSampler
 
     files: list[Path] = []
     for path in paths or []:
@@ -338,10 +338,10 @@ def _sampler(
     draw: str,
     progress: bool,
 ) -> DrawFn:
-    from prmodel.sampling import SAMPLERS, PRSampler, RandomSampler
+    from prmodel.select.samplers import SAMPLERS, PRSampler, RandomSampler
 
     if name == "pr":
-        from prmodel.representatives import RepresentativeSet
+        from prmodel.select.representatives import RepresentativeSet
 
         path = pr_file or ws.representatives_path(target.target_id)
         if not path.exists():
@@ -367,7 +367,7 @@ def _adaptive(
     *,
     progress: bool,
 ) -> DrawFn:
-    from prmodel.sampling import AdaptiveSampler, log_feature_fit_predict
+    from prmodel.select.samplers import AdaptiveSampler, log_feature_fit_predict
 
     def draw(kind: LayerKind, budget: int, seed: int) -> list[LayerConfig]:
         measure = _runner_measure(target, ws, plan_name=f"adaptive-{kind.value}", progress=progress)
@@ -390,8 +390,8 @@ def _runner_measure(
 ) -> Callable[[Any], Any]:
     import numpy as np
 
-    from prmodel.store import MeasurementStore
-    from prmodel.sweep import measure_layers
+    from prmodel.measure.runner import measure_layers
+    from prmodel.measure.store import MeasurementStore
 
     def measure(layers: list[LayerConfig]) -> np.ndarray:
         with MeasurementStore(ws.store_path) as store:

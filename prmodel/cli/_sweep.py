@@ -22,9 +22,9 @@ from prmodel.errors import PrmodelError
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
-    from prmodel.plans import SweepPlan
-    from prmodel.recheck import RecheckReport
-    from prmodel.store import MeasurementStore
+    from prmodel.measure.plans import SweepPlan
+    from prmodel.measure.recheck import RecheckReport
+    from prmodel.measure.store import MeasurementStore
 
 PlanArguments = Annotated[
     list[Path],
@@ -84,9 +84,9 @@ def sweep(
 
     Example: prmodel sweep sweeps/networks-ort-cpu-t1-all.yaml --max-rounds 7
     """
-    from prmodel.plans import load_plans
-    from prmodel.store import MeasurementStore
-    from prmodel.sweep import MeasureSettings, run_sweep
+    from prmodel.measure.plans import load_plans
+    from prmodel.measure.runner import MeasureSettings, run_sweep
+    from prmodel.measure.store import MeasurementStore
     from prmodel.targets import get_target
 
     ws = Workspace.at(workspace)
@@ -127,7 +127,7 @@ def sweep(
 
 def _plan_path(path: Path, ws: Workspace) -> Path:
     """``path`` as given, else in the workspace's sweeps/, else among the shipped plans."""
-    from prmodel.plans import shipped_plans_dir
+    from prmodel.measure.plans import shipped_plans_dir
 
     if path.exists():
         return path
@@ -174,8 +174,8 @@ def recheck(
 
     Example: prmodel recheck --fix
     """
-    from prmodel.recheck import recheck_store, remeasure_stretches
-    from prmodel.store import MeasurementStore
+    from prmodel.measure.recheck import recheck_store, remeasure_stretches
+    from prmodel.measure.store import MeasurementStore
     from prmodel.targets import get_target
 
     ws = Workspace.at(workspace)
@@ -260,11 +260,11 @@ def export(
     ] = False,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
-    """Export measurements from the store to Parquet or CSV (columns: see prmodel.store).
+    """Export measurements from the store to Parquet or CSV (columns: see prmodel.measure.store).
 
     Example: prmodel export conv.parquet --target cpu --kind conv
     """
-    from prmodel.store import MeasurementStore
+    from prmodel.measure.store import MeasurementStore
 
     ws = Workspace.at(workspace)
     _require_store(ws)
@@ -295,7 +295,7 @@ def show(workspace: WorkspaceOption = Path("."), json_output: JsonOption = False
 
     Example: prmodel show --workspace my_ws
     """
-    from prmodel.store import MeasurementStore
+    from prmodel.measure.store import MeasurementStore
 
     ws = Workspace.at(workspace)
     _require_store(ws)
@@ -343,7 +343,7 @@ def init(
 
     Example: prmodel init my_ws && prmodel sweep my_ws/sweeps/conv_out_channels.yaml -w my_ws
     """
-    from prmodel.plans import shipped_plans_dir
+    from prmodel.measure.plans import shipped_plans_dir
 
     ws = Workspace.at(directory).create()
     source = shipped_plans_dir()

@@ -28,9 +28,9 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from prmodel.layers import LayerKind
-    from prmodel.store import MeasurementStore
+    from prmodel.measure.store import MeasurementStore
     from prmodel.targets import Target
-    from prmodel.training import TrainingReport
+    from prmodel.train.training import TrainingReport
 
 TEST_SEED_OFFSET = 7919
 """Added to ``--seed`` when drawing a missing test set, so that it differs from a random
@@ -90,10 +90,10 @@ def train(
 
     Example: prmodel train --target cpu --kinds conv,dense --trials 25
     """
-    from prmodel.representatives import RepresentativeSet
-    from prmodel.store import MeasurementStore
+    from prmodel.measure.store import MeasurementStore
+    from prmodel.select.representatives import RepresentativeSet
     from prmodel.targets import fingerprint_hash, get_target
-    from prmodel.training import OverlapWarning, TrainSettings, train_models
+    from prmodel.train.training import OverlapWarning, TrainSettings, train_models
 
     settings = TrainSettings(
         regressor=regressor, trials=trials, folds=folds, timeout_s=timeout, seed=seed
@@ -189,9 +189,9 @@ def _test_rows(
     rows = store.frame(target_id=target.target_id, fingerprint_hash=digest, kind=kind, plan=plan)
     if not rows.empty or draw.size <= 0:
         return rows
-    from prmodel.sampling import RandomSampler
-    from prmodel.space import default_space
-    from prmodel.sweep import measure_layers
+    from prmodel.measure.runner import measure_layers
+    from prmodel.select.samplers import RandomSampler
+    from prmodel.select.spaces import default_space
 
     layers = RandomSampler(default_space(kind)).sample(kind, draw.size, seed=draw.seed)
     if not draw.quiet:
@@ -261,7 +261,7 @@ def models(
 
     Example: prmodel models --target cpu
     """
-    from prmodel.model_store import list_model_cards
+    from prmodel.train.model import list_model_cards
 
     ws = Workspace.at(workspace)
     target_id = _stored_target_id(ws, target) if target else None
@@ -309,7 +309,7 @@ def ui(
 
     Example: prmodel ui --port 5000
     """
-    from prmodel.tracking import QUIET_ENV, tracking_uri_for
+    from prmodel.train.tracking import QUIET_ENV, tracking_uri_for
 
     ws = Workspace.at(workspace)
     uri = tracking_uri_for(ws)

@@ -50,7 +50,7 @@ def get_target(spec: str) -> Target:
         from prmodel.targets.scalesim import ScaleSimTarget
 
         return ScaleSimTarget.from_options(options)
-    from prmodel.targets.onnxruntime import OnnxRuntimeTarget
+    from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
 
     return OnnxRuntimeTarget.from_options(name, options)
 
@@ -71,7 +71,7 @@ def _plugin_target(path: str, options: dict[str, str]) -> Target:
 
 def list_targets() -> list[TargetInfo]:
     """Every target this installation knows, with whether it is usable on this machine."""
-    from prmodel.targets.onnxruntime import onnxruntime_target_infos
+    from prmodel.targets.onnxruntime.target import onnxruntime_target_infos
     from prmodel.targets.scalesim import scalesim_target_info
 
     return [

@@ -1,0 +1,1 @@
+"""Fitting latency models: features, regressors, the saved model and its card, MLflow tracking."""

@@ -1,0 +1,295 @@
+"""MLflow tracking of training runs: parameters, metrics, plots, the Optuna study and the model.
+
+One experiment per target (``prmodel/<target_id>``), one run per trained layer kind. The
+default store is SQLite in the workspace (``mlflow.db``, artifacts in ``mlartifacts/``);
+``MLFLOW_TRACKING_URI`` overrides it. The model logged here (XGBoost UBJ or scikit-learn via
+skops) is for review in the MLflow UI; the authoritative artifact is the one in
+``trained_models/`` with its model card, which is also attached to the run. MLflow never
+reaches the network from here: telemetry is off and pip requirements are given explicitly
+instead of being inferred.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prmodel.layers import PARAMETERS
+from prmodel.metrics import relative_errors
+from prmodel.train.model import library_versions
+from prmodel.workspace import Workspace
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from prmodel.train.training import KindResult, TrainSettings
+
+QUIET_ENV = {
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "_MLFLOW_TELEMETRY_PRE_WARM_DATABRICKS_SDK": "false",
+    "GIT_PYTHON_REFRESH": "quiet",
+    "MLFLOW_LOGGING_LEVEL": "WARNING",
+}
+
+
+def quiet_mlflow() -> None:
+    """Turn off MLflow's telemetry and chatter; call before MLflow is imported.
+
+    Settings the user made in the environment are kept.
+    """
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)
+    # MLflow sets its loggers' levels from MLFLOW_LOGGING_LEVEL when first imported; these
+    # cover a session where it was imported before.
+    for logger in ("mlflow", "alembic"):
+        logging.getLogger(logger).setLevel(os.environ["MLFLOW_LOGGING_LEVEL"])
+
+
+def tracking_uri_for(workspace: Workspace) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else the workspace's SQLite store."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or workspace.mlflow_uri
+
+
+def experiment_name(target_id: str) -> str:
+    """The MLflow experiment of a target's training runs."""
+    return f"prmodel/{target_id}"
+
+
+def log_training_run(
+    result: KindResult,
+    *,
+    workspace: Workspace,
+    target_id: str,
+    fingerprint_hash: str,
+    fingerprint: Mapping[str, Any] | None = None,
+    settings: TrainSettings | None = None,
+    representatives_path: Path | None = None,
+) -> str:
+    """Log one trained kind as an MLflow run; returns the run id.
+
+    The run holds parameters (regressor, hyper-parameters, settings, row counts, target
+    and data identity), metrics (CV, training and test), the target fingerprint, the PR
+    file, the training-row digest, plots of the test predictions, the Optuna study (best
+    parameters and the trial table as CSV), the model in MLflow's own flavour, and the
+    authoritative ``trained_models`` folder.
+    """
+    uri = tracking_uri_for(workspace)
+    with _mlflow_session(uri) as mlflow:
+        experiment_id = _experiment_id(mlflow, target_id, workspace, uri)
+        run_name = f"{result.kind.value}-{result.regressor}"
+        with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+            mlflow.set_tags({"target_id": target_id, "kind": result.kind.value})
+            mlflow.log_params(_params(result, target_id, fingerprint_hash, settings))
+            mlflow.log_metrics(_finite(result.metrics))
+            _log_identity(mlflow, result, fingerprint, representatives_path)
+            _log_study(mlflow, result)
+            _log_plots(mlflow, result)
+            _log_flavour(mlflow, result)
+            if result.model_dir is not None:
+                mlflow.log_artifacts(str(result.model_dir), artifact_path="trained_model")
+            run_id: str = run.info.run_id
+    return run_id
+
+
+@contextmanager
+def _mlflow_session(uri: str) -> Iterator[Any]:
+    quiet_mlflow()
+    with warnings.catch_warnings():
+        # MLflow warns about deprecations and missing extras on every call; none of it is
+        # actionable for a prmodel user.
+        warnings.simplefilter("ignore")
+        import mlflow
+
+        previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield mlflow
+        finally:
+            if previous is not None:
+                mlflow.set_tracking_uri(previous)
+
+
+def _experiment_id(mlflow: Any, target_id: str, workspace: Workspace, uri: str) -> str:
+    name = experiment_name(target_id)
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return str(existing.experiment_id)
+    location = None
+    if uri == workspace.mlflow_uri:
+        # Keep the workspace self-contained: artifacts next to the SQLite store.
+        location = (workspace.mlflow_artifacts_dir / target_id).as_uri()
+    return str(mlflow.create_experiment(name, artifact_location=location))
+
+
+def _params(
+    result: KindResult, target_id: str, fingerprint_hash: str, settings: TrainSettings | None
+) -> dict[str, Any]:
+    params: dict[str, Any] = {
+        "target_id": target_id,
+        "fingerprint_hash": fingerprint_hash,
+        "kind": result.kind.value,
+        "regressor": result.regressor,
+        "train_rows": result.train_rows,
+        "test_rows": len(result.test_layers),
+        "dropped_overlap": result.dropped_overlap,
+        "training_digest": result.training_digest,
+        "features": len(result.model.feature_spec_.names),
+    }
+    if settings is not None:
+        params |= {f"setting_{k}": v for k, v in asdict(settings).items()}
+    params |= {f"hp_{k}": v for k, v in result.params.items()}
+    return params
+
+
+def _finite(metrics: Mapping[str, float]) -> dict[str, float]:
+    # MLflow stores NaN but the UI's charts choke on it; an undefined metric is left out.
+    return {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+
+
+def _log_identity(
+    mlflow: Any,
+    result: KindResult,
+    fingerprint: Mapping[str, Any] | None,
+    representatives_path: Path | None,
+) -> None:
+    mlflow.log_dict(dict(fingerprint or {}), "target_fingerprint.json")
+    mlflow.log_text(result.training_digest + "\n", "training_rows.sha256")
+    mlflow.log_dict(library_versions(result.regressor), "library_versions.json")
+    mlflow.log_dict({"feature_schema": list(result.model.feature_spec_.names)}, "features.json")
+    if representatives_path is not None and representatives_path.is_file():
+        mlflow.log_artifact(str(representatives_path), artifact_path="representatives")
+
+
+def _log_study(mlflow: Any, result: KindResult) -> None:
+    if result.tuning is None:
+        return
+    mlflow.log_dict(
+        {"best_params": result.tuning.best_params, "cv_mape": result.tuning.cv_mape},
+        "optuna/best.json",
+    )
+    mlflow.log_text(result.tuning.trials.to_csv(index=False), "optuna/trials.csv")
+
+
+def _log_plots(mlflow: Any, result: KindResult) -> None:
+    if len(result.test_layers) == 0:
+        mlflow.set_tag("plots", "none: no held-out test rows")
+        return
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    for name, figure in plot_test_predictions(result).items():
+        mlflow.log_figure(figure, f"plots/{name}.png")
+        plt.close(figure)
+
+
+def plot_test_predictions(result: KindResult) -> dict[str, Figure]:
+    """Figures of the held-out predictions: predicted vs measured, errors, errors by parameter."""
+    from matplotlib.figure import Figure
+
+    measured, predicted = result.test_measured, result.test_predicted
+    errors = relative_errors(measured, predicted) * 100
+    title = f"{result.kind.value}, {result.regressor}, {len(measured)} test layers"
+
+    scatter = Figure(figsize=(5, 5), layout="constrained")
+    ax = scatter.subplots()
+    ax.loglog(measured, predicted, ".", alpha=0.6)
+    lo, hi = (
+        float(min(measured.min(), predicted.min())),
+        float(max(measured.max(), predicted.max())),
+    )
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="exact")
+    ax.set(xlabel="measured latency (µs)", ylabel="predicted latency (µs)", title=title)
+    ax.legend()
+
+    histogram = Figure(figsize=(6, 4), layout="constrained")
+    ax = histogram.subplots()
+    ax.hist(errors, bins=40)
+    for bound in (-10, 10):
+        ax.axvline(bound, color="grey", ls=":")
+    ax.set(xlabel="relative error (%)", ylabel="layers", title=title)
+
+    return {
+        "predicted_vs_measured": scatter,
+        "error_histogram": histogram,
+        "error_by_parameter": _error_by_parameter(result, errors, title),
+    }
+
+
+def _error_by_parameter(result: KindResult, errors: np.ndarray, title: str) -> Figure:
+    from matplotlib.figure import Figure
+
+    names = PARAMETERS[result.kind]
+    cols = min(4, len(names))
+    rows = -(-len(names) // cols)
+    figure = Figure(figsize=(3.2 * cols, 2.6 * rows), layout="constrained")
+    axes = np.atleast_1d(figure.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, name in zip(axes, names, strict=False):
+        values = [getattr(layer, name) for layer in result.test_layers]
+        ax.plot(values, errors, ".", alpha=0.5)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xlabel=name, ylabel="error (%)")
+    for ax in axes[len(names) :]:
+        ax.set_visible(False)
+    figure.suptitle(title)
+    return figure
+
+
+def _log_flavour(mlflow: Any, result: KindResult) -> None:
+    spec = result.model.feature_spec_
+    estimator = result.model.estimator_
+    layers = list(result.test_layers) or None
+    signature = None
+    if layers:
+        from mlflow.models import infer_signature
+
+        features = np.log1p(spec.frame(layers[:20]))
+        signature = infer_signature(features, np.log(result.test_predicted[:20]))
+    requirements = [f"{name}=={v}" for name, v in library_versions(result.regressor).items()]
+    requirements = [r for r in requirements if not r.startswith("prmodel")]
+    metadata = {"prmodel_note": "inputs are log1p(features); output is log(latency_us)"}
+    if result.regressor == "xgboost":
+        import mlflow.xgboost
+
+        mlflow.xgboost.log_model(
+            estimator,
+            name="model",
+            model_format="ubj",
+            signature=signature,
+            pip_requirements=requirements,
+            metadata=metadata,
+        )
+    else:
+        import mlflow.sklearn
+        import skops.io
+
+        mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            serialization_format="skops",
+            skops_trusted_types=skops.io.get_untrusted_types(data=skops.io.dumps(estimator)),
+            signature=signature,
+            pip_requirements=requirements,
+            metadata=metadata,
+        )
+
+
+__all__ = [
+    "QUIET_ENV",
+    "experiment_name",
+    "log_training_run",
+    "plot_test_predictions",
+    "quiet_mlflow",
+    "tracking_uri_for",
+]

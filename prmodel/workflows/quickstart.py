@@ -1,0 +1,858 @@
+"""The quickstart: the whole PR pipeline on one target with a small budget, in one call.
+
+Stages, each a small function so notebooks and the CLI can reuse them:
+
+1. a conv output-channel sweep that shows the target's latency staircase (table and PNG);
+2. Performance Representative selection from the initial 1-D sweeps, with its plots
+   (:func:`prmodel.select.representatives.run_selection`);
+3. PR benchmarks (plans ``pr-<kind>``) and random held-out test sets (plans ``test-<kind>``);
+4. training one model per kind, logged to MLflow (:func:`prmodel.train.training.train_models`);
+5. estimates of reference networks (the tiny networks of :mod:`prmodel.zoo`, written as
+   ONNX files into the workspace, plus any the user adds), compared with their measured
+   latency on ONNX Runtime targets, or with the target's own layer latencies elsewhere.
+
+Every measurement goes through the workspace's store, so an interrupted quickstart resumes
+and a second run measures nothing new.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from prmodel.errors import PrmodelError
+from prmodel.layers import LayerKind, parse_kind
+from prmodel.measure.plans import SweepPlan, save_plans
+from prmodel.measure.runner import MeasureSettings, SweepReport, run_sweep
+from prmodel.measure.store import MeasurementStore
+from prmodel.targets.base import Target
+from prmodel.workspace import Workspace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from prmodel.estimate.estimator import NetworkMeasureSettings
+    from prmodel.select.representatives import RepresentativeSet, SelectionResult
+    from prmodel.train.training import TrainingReport
+
+QUICKSTART_PLAN = SweepPlan(
+    name="quickstart_conv_out_channels",
+    kind=LayerKind.CONV,
+    description="conv output channels 1..96 at 32x56x56, k3 p1 (the quickstart)",
+    fixed={"channels": 32, "height": 56, "width": 56, "kernel": 3, "padding": 1},
+    sweep={"out_channels": tuple(range(1, 97))},
+)
+"""The quickstart's first sweep: a minute or so on one CPU core."""
+
+JUMP_RATIO = 1.03
+"""A latency rise above 3 % from one value to the next counts as a step."""
+
+QUICK_MEASURE = MeasureSettings(batch_ms=10.0, max_rounds=9)
+"""Lighter than the runner's defaults (shorter batches, fewer rounds) to keep the quickstart
+short; the statistic (minimum of interleaved round medians) is the same."""
+
+TINY_NETWORKS: tuple[str, ...] = ("tiny_resnet", "tiny_mobilenet", "tiny_vgg")
+"""The reference networks of :mod:`prmodel.zoo` the quickstart always estimates."""
+
+TEST_SEED = 7_919_000
+"""Seed of the random test sets (the evaluation's, so both judge models on the same layers)."""
+
+StageCallback = Callable[[str, str], None]
+"""Called when a stage starts, with its short name and a one-line description."""
+
+
+class QuickstartError(PrmodelError, ValueError):
+    """A quickstart setting that cannot work (one sentence names the setting)."""
+
+
+# -- settings and results ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class QuickstartSettings:
+    """How much the quickstart does.
+
+    Attributes:
+        kinds: Layer kinds to select, benchmark and train.
+        budget: PR-sampled training layers per kind.
+        test_size: Random held-out test layers per kind.
+        trials: Optuna trials per kind (0: the regressor's default hyper-parameters).
+        networks: Extra ONNX files to estimate besides the tiny reference networks.
+        tiny_networks: Write and estimate the tiny networks of :mod:`prmodel.zoo`.
+        measure: Measurement settings for noisy targets.
+        network_measure: How whole networks are timed on ONNX Runtime targets.
+        track: Log training runs to MLflow.
+    """
+
+    kinds: tuple[LayerKind, ...] = (LayerKind.CONV, LayerKind.DENSE)
+    budget: int = 200
+    test_size: int = 50
+    trials: int = 5
+    networks: tuple[Path, ...] = ()
+    tiny_networks: bool = True
+    measure: MeasureSettings | None = QUICK_MEASURE
+    network_measure: NetworkMeasureSettings | None = None
+    track: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kinds", tuple(dict.fromkeys(parse_kind(k) for k in self.kinds)))
+        object.__setattr__(self, "networks", tuple(Path(p) for p in self.networks))
+        if not self.kinds:
+            raise QuickstartError("the quickstart needs at least one layer kind")
+        if self.budget < 8:
+            raise QuickstartError(f"--budget must be at least 8 layers per kind, got {self.budget}")
+        if self.test_size < 4:
+            raise QuickstartError(f"--test-size must be at least 4, got {self.test_size}")
+        if self.trials < 0:
+            raise QuickstartError(f"--trials cannot be negative, got {self.trials}")
+        for path in self.networks:
+            if not path.is_file():
+                raise QuickstartError(f"network file {path} does not exist")
+
+
+@dataclass(frozen=True)
+class StaircasePoint:
+    """One point of a 1-D sweep: its value, latency, ratio to the previous, and if it jumps."""
+
+    value: int
+    latency_us: float
+    ratio: float | None
+    jump: bool
+
+
+@dataclass(frozen=True)
+class Plateau:
+    """A run of values between two jumps (``first`` .. ``last`` inclusive)."""
+
+    first: int
+    last: int
+    median_us: float
+    jump_ratio: float | None
+    """This plateau's median over the previous plateau's (None for the first)."""
+
+
+@dataclass(frozen=True)
+class StaircaseResult:
+    """What the first sweep measured and where it put things."""
+
+    target_id: str
+    report: SweepReport
+    points: tuple[StaircasePoint, ...]
+    plateaus: tuple[Plateau, ...]
+    plot_path: Path
+    store_path: Path
+    plan_path: Path
+
+    @property
+    def jumps(self) -> list[int]:
+        """The swept values at which latency jumps."""
+        return [p.value for p in self.points if p.jump]
+
+
+@dataclass(frozen=True)
+class NetworkRow:
+    """One reference network: its estimate next to its measured (or simulated) latency.
+
+    ``estimated_us`` covers every kernel (fallbacks included); ``measured_us`` is the whole
+    network's measured latency on ONNX Runtime targets and None elsewhere. The ``modelled_*``
+    figures compare only the kernels the trained models price, with their profiled time on
+    ONNX Runtime and the target's own layer latency on other targets (``truth`` says which).
+    """
+
+    network: str
+    path: Path
+    kernels: int
+    modelled: int
+    estimated_us: float
+    measured_us: float | None
+    modelled_estimated_us: float
+    modelled_measured_us: float
+    truth: str
+
+    @property
+    def error_pct(self) -> float | None:
+        """Error of the whole estimate against the measured network latency, in percent."""
+        if self.measured_us is None or self.measured_us <= 0:
+            return None
+        return 100 * (self.estimated_us - self.measured_us) / self.measured_us
+
+    @property
+    def modelled_error_pct(self) -> float | None:
+        """Error of the modelled kernels' estimate against their truth, in percent."""
+        if self.modelled_measured_us <= 0:
+            return None
+        return (
+            100
+            * (self.modelled_estimated_us - self.modelled_measured_us)
+            / (self.modelled_measured_us)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **{k: v for k, v in asdict(self).items() if k != "path"},
+            "path": str(self.path),
+            "error_pct": self.error_pct,
+            "modelled_error_pct": self.modelled_error_pct,
+        }
+
+
+@dataclass(frozen=True)
+class MeasuredCounts:
+    """Points measured, reused (already in the store) and failed over the whole quickstart."""
+
+    measured: int = 0
+    reused: int = 0
+    failed: int = 0
+
+    def plus(self, measured: int, reused: int, failed: int = 0) -> MeasuredCounts:
+        return MeasuredCounts(self.measured + measured, self.reused + reused, self.failed + failed)
+
+
+@dataclass(frozen=True, eq=False)
+class QuickstartResult:
+    """Everything the quickstart measured, trained and estimated, and where it wrote it."""
+
+    target_id: str
+    workspace: Workspace
+    settings: QuickstartSettings
+    staircase: StaircaseResult
+    selection: SelectionResult
+    training: TrainingReport
+    networks: tuple[NetworkRow, ...]
+    counts: MeasuredCounts
+    seconds: float
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def tracking_uri(self) -> str | None:
+        """The MLflow store the training runs went to (None when not tracked)."""
+        return self.training.tracking_uri
+
+    def period_rows(self) -> list[dict[str, Any]]:
+        """Per swept parameter: the steps found (period, offset, start) and the PR count."""
+        return [
+            {k: row[k] for k in ("kind", "parameter", "steps", "period", "confidence", "prs")}
+            for row in self.selection.rows()
+        ]
+
+    def model_rows(self) -> list[dict[str, Any]]:
+        """Per kind: training rows and the held-out test metrics."""
+        rows = []
+        for result in self.training.results:
+            test = result.test_metrics or {}
+            rows.append(
+                {
+                    "kind": result.kind.value,
+                    "train_rows": result.train_rows,
+                    "test_rows": len(result.test_layers),
+                    "test_mape": test.get("mape"),
+                    "rmspe": test.get("rmspe"),
+                    "within_10": test.get("within_10"),
+                    "spearman": test.get("spearman"),
+                }
+            )
+        return rows
+
+    def network_rows(self) -> list[dict[str, Any]]:
+        """Per reference network: estimate vs measurement (see :class:`NetworkRow`)."""
+        return [row.as_dict() for row in self.networks]
+
+    def paths(self) -> dict[str, str]:
+        """Where the results are: store, staircase plot, PR file and plots, models, MLflow."""
+        ws = self.workspace
+        return {
+            "workspace": str(ws.root),
+            "store": str(ws.store_path),
+            "staircase_plot": str(self.staircase.plot_path),
+            "representatives": str(self.selection.path),
+            "representative_plots": str(ws.plots_dir(self.target_id)),
+            "models": str(ws.models_dir / self.target_id),
+            "networks": str(networks_dir(ws)),
+            "mlflow": self.tracking_uri or "",
+            "summary": str(summary_path(ws)),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary as JSON-friendly data."""
+        return {
+            "target_id": self.target_id,
+            "settings": {
+                "kinds": [k.value for k in self.settings.kinds],
+                "budget": self.settings.budget,
+                "test_size": self.settings.test_size,
+                "trials": self.settings.trials,
+                "networks": [str(p) for p in self.settings.networks],
+            },
+            "seconds": round(self.seconds, 1),
+            "stage_seconds": {k: round(v, 1) for k, v in self.stage_seconds.items()},
+            "measured": asdict(self.counts),
+            "staircase": {
+                "jumps": self.staircase.jumps,
+                "plateaus": [asdict(p) for p in self.staircase.plateaus],
+            },
+            "periods": self.period_rows(),
+            "models": self.model_rows(),
+            "networks": self.network_rows(),
+            "paths": self.paths(),
+            "mlflow_ui": ui_command(self.workspace),
+        }
+
+
+def networks_dir(workspace: Workspace) -> Path:
+    """Where the quickstart writes the reference networks."""
+    return workspace.root / "networks"
+
+
+def summary_path(workspace: Workspace) -> Path:
+    """The JSON summary of the last quickstart."""
+    return workspace.results_dir / "quickstart_summary.json"
+
+
+def ui_command(workspace: Workspace) -> str:
+    """The command that opens the MLflow UI on the workspace's runs."""
+    return f"prmodel ui --workspace {workspace.root}"
+
+
+# -- the whole pipeline -----------------------------------------------------------------------
+
+
+def run_quickstart(
+    workspace: Workspace,
+    target: Target,
+    *,
+    settings: QuickstartSettings | None = None,
+    progress: bool = True,
+    on_stage: StageCallback | None = None,
+) -> QuickstartResult:
+    """Run every stage of the pipeline on ``target`` into ``workspace``.
+
+    Args:
+        workspace: Where the store, PRs, models, MLflow runs and results go (created).
+        target: The target to benchmark.
+        settings: Kinds, budgets, trials and extra networks (defaults if None).
+        progress: Show the sweep runner's and the tuner's progress bars.
+        on_stage: Called as each stage starts (the CLI prints a header).
+
+    Returns:
+        The figures of every stage; also written to ``benchmarks/results/quickstart_summary.json``.
+    """
+    import json
+
+    settings = settings or QuickstartSettings()
+    announce = on_stage or (lambda name, text: None)
+    started = time.perf_counter()
+    workspace.create()
+    clock = _StageClock()
+    announce("staircase", f"1/5 staircase: {QUICKSTART_PLAN.description}")
+    with clock("staircase"):
+        stairs = sweep_staircase(workspace, target, settings=settings.measure, progress=progress)
+    counts = MeasuredCounts().plus(
+        stairs.report.measured, stairs.report.skipped, stairs.report.failed
+    )
+    kinds = ", ".join(k.value for k in settings.kinds)
+    announce("select", f"2/5 Performance Representatives of {kinds} from 1-D sweeps")
+    with clock("select"):
+        selection = select_representatives_for(workspace, target, settings, progress=progress)
+    counts = counts.plus(selection.measured, selection.skipped, selection.failed)
+    announce(
+        "benchmark",
+        f"3/5 PR benchmarks ({settings.budget} per kind) and test sets ({settings.test_size})",
+    )
+    with clock("benchmark"), MeasurementStore(workspace.store_path) as store:
+        train, train_counts = benchmark_representatives(
+            store, target, selection.representatives, settings, progress=progress
+        )
+        test, test_counts = measure_test_sets(store, target, settings, progress=progress)
+    counts = counts.plus(*train_counts).plus(*test_counts)
+    announce("train", f"4/5 training ({settings.trials} Optuna trials per kind)")
+    with clock("train"):
+        training = train_quickstart_models(
+            workspace, target, train, test, selection, settings, progress=progress
+        )
+    announce("estimate", "5/5 estimating reference networks")
+    with clock("estimate"):
+        paths = reference_networks(workspace, settings)
+        rows, net_counts = estimate_networks(workspace, target, paths, settings, progress=progress)
+    counts = counts.plus(*net_counts)
+    result = QuickstartResult(
+        target_id=target.target_id,
+        workspace=workspace,
+        settings=settings,
+        staircase=stairs,
+        selection=selection,
+        training=training,
+        networks=tuple(rows),
+        counts=counts,
+        seconds=time.perf_counter() - started,
+        stage_seconds=clock.seconds,
+    )
+    summary_path(workspace).write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    return result
+
+
+class _StageClock:
+    """Wall seconds per stage, as a context manager factory."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str) -> _StageTimer:
+        return _StageTimer(self.seconds, name)
+
+
+class _StageTimer:
+    def __init__(self, seconds: dict[str, float], name: str) -> None:
+        self._seconds, self._name, self._start = seconds, name, 0.0
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *exc: object) -> None:
+        self._seconds[self._name] = time.perf_counter() - self._start
+
+
+# -- stage 1: the staircase -------------------------------------------------------------------
+
+
+def sweep_staircase(
+    workspace: Workspace,
+    target: Target,
+    *,
+    settings: MeasureSettings | None = None,
+    progress: bool = True,
+    plan: SweepPlan = QUICKSTART_PLAN,
+) -> StaircaseResult:
+    """Sweep ``plan`` on ``target`` into the workspace store, then tabulate and plot it.
+
+    Measurements already in the store are reused, so an interrupted sweep resumes.
+    """
+    workspace.create()
+    plan_path = _save_plan(workspace, plan)
+    with MeasurementStore(workspace.store_path) as store:
+        report = run_sweep(
+            plan.layers(),
+            target,
+            store=store,
+            settings=settings,
+            progress=progress,
+            plan_name=plan.name,
+        )
+        values, latencies = _sweep_curve(store, plan, report)
+    points = staircase(values, latencies)
+    plot_path = plot_staircase(
+        points,
+        workspace.results_dir / "quickstart_staircase.png",
+        title=f"{plan.description} on {target.target_id}",
+        parameter=plan.swept_parameter or "value",
+    )
+    return StaircaseResult(
+        target_id=target.target_id,
+        report=report,
+        points=tuple(points),
+        plateaus=tuple(plateaus(points)),
+        plot_path=plot_path,
+        store_path=workspace.store_path,
+        plan_path=plan_path,
+    )
+
+
+def _save_plan(workspace: Workspace, plan: SweepPlan) -> Path:
+    # Written so the user sees (and can rerun with `prmodel sweep`) exactly what was measured.
+    path = workspace.sweeps_dir / "quickstart.yaml"
+    if not path.exists():
+        save_plans([plan], path)
+    return path
+
+
+def _sweep_curve(
+    store: MeasurementStore, plan: SweepPlan, report: SweepReport
+) -> tuple[list[int], list[float]]:
+    pairs = plan.sweep_points()
+    frame = store.frame(
+        target_id=report.target_id,
+        fingerprint_hash=report.fingerprint_hash,
+        layer_keys=[layer.key for _, layer in pairs],
+    )
+    latency = dict(zip(frame["layer_key"], frame["latency_us"], strict=True))
+    measured = [(value, latency[layer.key]) for value, layer in pairs if layer.key in latency]
+    return [v for v, _ in measured], [float(t) for _, t in measured]
+
+
+def staircase(
+    values: Sequence[int], latencies: Sequence[float], *, jump_ratio: float = JUMP_RATIO
+) -> list[StaircasePoint]:
+    """The sweep as points with their ratio to the previous point and jump marks."""
+    points = []
+    previous: float | None = None
+    for value, latency in zip(values, latencies, strict=True):
+        ratio = latency / previous if previous else None
+        points.append(
+            StaircasePoint(value, latency, ratio, ratio is not None and ratio > jump_ratio)
+        )
+        previous = latency
+    return points
+
+
+def plateaus(
+    points: Sequence[StaircasePoint], *, jump_ratio: float = JUMP_RATIO, window: int = 3
+) -> list[Plateau]:
+    """Group the points into plateaus between sustained jumps.
+
+    A plateau starts at a point that jumps (rises more than ``jump_ratio`` over the previous
+    one) when the median of it and the next ``window - 1`` points also lies more than
+    ``jump_ratio`` above the median of the ``window`` points before it; so a lone noisy
+    point on a shared machine does not split a plateau.
+    """
+    latency = np.array([p.latency_us for p in points])
+    starts = [0]
+    for i, point in enumerate(points):
+        if i - starts[-1] < 1 or not point.jump:
+            continue
+        before = np.median(latency[max(starts[-1], i - window) : i])
+        after = np.median(latency[i : i + window])
+        if after > before * jump_ratio:
+            starts.append(i)
+    groups: list[range] = []
+    for start, stop in pairwise([*starts, len(points)]):
+        # A "plateau" no higher than the one before is the same plateau, seen through noise.
+        if groups and np.median(latency[start:stop]) <= _median(latency, groups[-1]) * jump_ratio:
+            groups[-1] = range(groups[-1].start, stop)
+        else:
+            groups.append(range(start, stop))
+    medians = [_median(latency, g) for g in groups]
+    return [
+        Plateau(
+            first=points[g.start].value,
+            last=points[g.stop - 1].value,
+            median_us=median,
+            jump_ratio=median / medians[k - 1] if k else None,
+        )
+        for k, (g, median) in enumerate(zip(groups, medians, strict=True))
+    ]
+
+
+def _median(values: np.ndarray, span: range) -> float:
+    return float(np.median(values[span.start : span.stop]))
+
+
+def plot_staircase(
+    points: Sequence[StaircasePoint], path: Path, *, title: str, parameter: str
+) -> Path:
+    """Save a PNG of the sweep with its jumps marked; returns ``path``."""
+    # The figure API without pyplot: no global backend switch (a notebook keeps its inline one).
+    from matplotlib.figure import Figure
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = Figure(figsize=(9, 4.5))
+    ax = fig.subplots()
+    ax.step(
+        [p.value for p in points],
+        [p.latency_us for p in points],
+        where="mid",
+        marker=".",
+        color="tab:blue",
+        label="latency (min of round medians)",
+    )
+    jumps = [p for p in points if p.jump]
+    for p in jumps:
+        ax.axvline(p.value - 0.5, color="tab:red", alpha=0.3, linewidth=1)
+    ax.scatter(
+        [p.value for p in jumps],
+        [p.latency_us for p in jumps],
+        color="tab:red",
+        zorder=3,
+        label=f"jump > {JUMP_RATIO - 1:.0%}",
+    )
+    ax.set_xlabel(parameter)
+    ax.set_ylabel("latency (µs)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return path
+
+
+# -- stage 2: Performance Representatives -----------------------------------------------------
+
+
+def select_representatives_for(
+    workspace: Workspace, target: Target, settings: QuickstartSettings, *, progress: bool = True
+) -> SelectionResult:
+    """The ``prmodel select`` stage for the quickstart's kinds (sweeps, steps, PRs, plots)."""
+    from prmodel.select.representatives import run_selection
+
+    return run_selection(
+        target,
+        workspace=workspace,
+        kinds=settings.kinds,
+        settings=settings.measure,
+        progress=progress,
+        plots=True,
+    )
+
+
+# -- stage 3: PR benchmarks and test sets -----------------------------------------------------
+
+Counts = tuple[int, int, int]
+"""(measured, reused, failed) points of a stage."""
+
+
+def benchmark_representatives(
+    store: MeasurementStore,
+    target: Target,
+    representatives: RepresentativeSet,
+    settings: QuickstartSettings,
+    *,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, Counts]:
+    """Sample ``budget`` PR layers per kind and measure them (plans ``pr-<kind>``)."""
+    from prmodel.select.samplers import PRSampler
+
+    sampler = PRSampler(representatives)
+    drawn = {kind: sampler.sample(kind, settings.budget, seed=0) for kind in settings.kinds}
+    return _measure_sets(store, target, drawn, "pr", settings, progress=progress)
+
+
+def measure_test_sets(
+    store: MeasurementStore, target: Target, settings: QuickstartSettings, *, progress: bool = True
+) -> tuple[pd.DataFrame, Counts]:
+    """Measure ``test_size`` random layers per kind (plans ``test-<kind>``)."""
+    from prmodel.select.samplers import RandomSampler
+
+    sampler = RandomSampler()
+    drawn = {
+        kind: sampler.sample(kind, settings.test_size, seed=TEST_SEED) for kind in settings.kinds
+    }
+    return _measure_sets(store, target, drawn, "test", settings, progress=progress)
+
+
+def _measure_sets(
+    store: MeasurementStore,
+    target: Target,
+    drawn: dict[LayerKind, list[Any]],
+    prefix: str,
+    settings: QuickstartSettings,
+    *,
+    progress: bool,
+) -> tuple[pd.DataFrame, Counts]:
+    import pandas as pd
+
+    from prmodel.targets.base import fingerprint_hash
+
+    digest = fingerprint_hash(target.fingerprint())
+    frames, measured, reused, failed = [], 0, 0, 0
+    for kind, layers in drawn.items():
+        wanted = list(dict.fromkeys(layer.key for layer in layers))
+        report = run_sweep(
+            layers,
+            target,
+            store=store,
+            settings=settings.measure,
+            progress=progress,
+            plan_name=f"{prefix}-{kind.value}",
+        )
+        measured, failed = measured + report.measured, failed + report.failed
+        reused += report.skipped
+        frames.append(
+            store.frame(target_id=target.target_id, fingerprint_hash=digest, layer_keys=wanted)
+        )
+    frame = pd.concat([f for f in frames if not f.empty], ignore_index=True) if frames else None
+    return (frame if frame is not None else pd.DataFrame()), (measured, reused, failed)
+
+
+# -- stage 4: training ------------------------------------------------------------------------
+
+
+def train_quickstart_models(
+    workspace: Workspace,
+    target: Target,
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    selection: SelectionResult,
+    settings: QuickstartSettings,
+    *,
+    progress: bool = True,
+) -> TrainingReport:
+    """Fit, test, save and (optionally) log to MLflow one model per kind."""
+    from prmodel.targets.base import fingerprint_hash
+    from prmodel.train.training import OverlapWarning, TrainSettings, train_models
+
+    fingerprint = target.fingerprint()
+    with warnings.catch_warnings():
+        # A PR layer that is also a random test layer is dropped from the test metrics;
+        # the model rows report the test size that remains.
+        warnings.simplefilter("ignore", OverlapWarning)
+        return train_models(
+            train,
+            target_id=target.target_id,
+            fingerprint_hash=fingerprint_hash(fingerprint),
+            fingerprint=fingerprint,
+            kinds=settings.kinds,
+            settings=TrainSettings(trials=settings.trials),
+            test_frame=test,
+            representatives=selection.representatives,
+            representatives_path=selection.path,
+            workspace=workspace,
+            track=settings.track,
+            progress=progress,
+        )
+
+
+# -- stage 5: reference networks --------------------------------------------------------------
+
+
+def reference_networks(workspace: Workspace, settings: QuickstartSettings) -> list[Path]:
+    """The tiny zoo networks written as ONNX files into the workspace, then the user's."""
+    import onnx
+
+    from prmodel import zoo
+
+    paths = []
+    if settings.tiny_networks:
+        folder = networks_dir(workspace)
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in TINY_NETWORKS:
+            path = folder / f"{name}.onnx"
+            if not path.exists():
+                onnx.save(getattr(zoo, name)(), str(path))
+            paths.append(path)
+    return [*paths, *settings.networks]
+
+
+def estimate_networks(
+    workspace: Workspace,
+    target: Target,
+    paths: Sequence[Path],
+    settings: QuickstartSettings,
+    *,
+    progress: bool = True,
+) -> tuple[list[NetworkRow], Counts]:
+    """Estimate every network with the trained models and compare with its truth.
+
+    On ONNX Runtime targets the network is run (:func:`~prmodel.estimate.estimator.measure_network`)
+    and the estimate joined to its profiled kernels; on other targets (simulators, the
+    analytic model) the truth is the target's own latency of the modelled layers, measured
+    through the store (plans ``net-<network>``).
+    """
+    from prmodel.estimate.estimator import Estimator
+    from prmodel.estimate.kernels import is_onnxruntime_target, load_network
+
+    estimator = Estimator.load(workspace, target, calibrated=True, strict=False)
+    rows, counts = [], (0, 0, 0)
+    for path in paths:
+        network = load_network(path)
+        kernels = estimator.kernels(network)
+        with warnings.catch_warnings():
+            # Extrapolation notes per kernel are for `prmodel estimate`; here only the sums count.
+            warnings.simplefilter("ignore")
+            estimate = estimator.predict(kernels)
+        if is_onnxruntime_target(target):
+            rows.append(_measured_row(path, estimate, kernels, target, settings))
+        else:
+            row, more = _layer_sum_row(path, estimate, target, workspace, settings, progress)
+            rows.append(row)
+            counts = (counts[0] + more[0], counts[1] + more[1], counts[2] + more[2])
+    return rows, counts
+
+
+def _measured_row(
+    path: Path, estimate: Any, kernels: Any, target: Target, settings: QuickstartSettings
+) -> NetworkRow:
+    from prmodel.estimate.estimator import compare, measure_network
+
+    measurement = measure_network(kernels, target, settings=settings.network_measure)
+    joined = compare(estimate, measurement).layers
+    modelled = joined[(joined["status"] == "modelled") & joined["measured_us"].notna()]
+    return NetworkRow(
+        network=estimate.network,
+        path=path,
+        kernels=len(joined),
+        modelled=int((joined["status"] == "modelled").sum()),
+        estimated_us=float(estimate.total_us),
+        measured_us=float(measurement.total_us),
+        modelled_estimated_us=float(modelled["predicted_us"].sum()),
+        modelled_measured_us=float(modelled["measured_us"].sum()),
+        truth="measured network; modelled kernels: profiled time",
+    )
+
+
+def _layer_sum_row(
+    path: Path,
+    estimate: Any,
+    target: Target,
+    workspace: Workspace,
+    settings: QuickstartSettings,
+    progress: bool,
+) -> tuple[NetworkRow, Counts]:
+    from prmodel.measure.frames import layers_from_frame
+
+    frame = estimate.layers
+    modelled = frame[frame["status"] == "modelled"]
+    layers = layers_from_frame(modelled)
+    distinct = list({layer.key: layer for layer in layers}.values())
+    with MeasurementStore(workspace.store_path) as store:
+        report = run_sweep(
+            distinct,
+            target,
+            store=store,
+            settings=settings.measure,
+            progress=progress,
+            plan_name=f"net-{estimate.network}",
+        )
+        truth = store.frame(
+            target_id=target.target_id,
+            fingerprint_hash=report.fingerprint_hash,
+            layer_keys=[layer.key for layer in distinct],
+        )
+    latency = dict(zip(truth["layer_key"], truth["latency_us"], strict=True))
+    known = [i for i, layer in enumerate(layers) if layer.key in latency]
+    row = NetworkRow(
+        network=estimate.network,
+        path=path,
+        kernels=len(frame),
+        modelled=len(modelled),
+        estimated_us=float(estimate.total_us),
+        measured_us=None,
+        modelled_estimated_us=float(modelled["predicted_us"].iloc[known].sum()),
+        modelled_measured_us=float(sum(latency[layers[i].key] for i in known)),
+        truth=f"{target.target_id} latency of the modelled layers",
+    )
+    return row, (report.measured, report.skipped, report.failed)
+
+
+__all__ = [
+    "JUMP_RATIO",
+    "QUICKSTART_PLAN",
+    "QUICK_MEASURE",
+    "TINY_NETWORKS",
+    "MeasuredCounts",
+    "NetworkRow",
+    "Plateau",
+    "QuickstartError",
+    "QuickstartResult",
+    "QuickstartSettings",
+    "StaircasePoint",
+    "StaircaseResult",
+    "benchmark_representatives",
+    "estimate_networks",
+    "measure_test_sets",
+    "networks_dir",
+    "plateaus",
+    "plot_staircase",
+    "reference_networks",
+    "run_quickstart",
+    "select_representatives_for",
+    "staircase",
+    "summary_path",
+    "sweep_staircase",
+    "train_quickstart_models",
+    "ui_command",
+]
