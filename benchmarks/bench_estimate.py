@@ -67,26 +67,28 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from prmodel.estimate.calibration import CalibrationSample, fit_calibration, load_calibration
-from prmodel.estimate.estimator import (
-    KERNEL_TIME_COLUMNS,
-    Comparison,
-    Estimator,
-    LayerModel,
-    NetworkMeasurement,
-    NetworkMeasureSettings,
-    compare,
+from prmodel.estimate.calibration import (
+    CalibrationSample,
     core_cache_bytes,
+    fit_calibration,
     last_level_cache_bytes,
-    measure_networks,
+    load_calibration,
 )
-from prmodel.estimate.kernels import NetworkKernels, load_network
+from prmodel.estimate.compare import Comparison, compare
+from prmodel.estimate.estimator import Estimator, LayerModel
+from prmodel.estimate.kernels import NetworkKernels
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.measure.frames import layers_from_frame
 from prmodel.measure.recheck import measure_again
 from prmodel.measure.runner import MeasureSettings, measure_layers
 from prmodel.measure.store import MeasurementStore
 from prmodel.metrics import summarize
+from prmodel.networks import (
+    KERNEL_TIME_COLUMNS,
+    NetworkMeasurement,
+    NetworkMeasureSettings,
+    load_network,
+)
 from prmodel.select.network_prior import NetworkSampler, SampledLayer
 from prmodel.select.representatives import RepresentativeSet
 from prmodel.select.samplers import RandomSampler
@@ -95,6 +97,7 @@ from prmodel.targets import Target, get_target
 from prmodel.targets.base import fingerprint_hash
 from prmodel.targets.cpu import machine_info
 from prmodel.train.model import LatencyModel
+from prmodel.workflows.calibrate import measure_networks
 from prmodel.workspace import Workspace
 
 HERE = Path(__file__).parent
@@ -104,9 +107,8 @@ PRIOR_DEFAULT_BUDGET = 400
 PRIOR_RANDOM_SHARE = 0.2
 PRIOR_GROUPED = 400
 """Grouped convs drawn from prmodel.select.spaces.grouped_conv_space into the network prior,
-shared by
-every fold: the default conv space has none, and without them a network never seen (RegNet)
-gets its grouped convs about 15 % low."""
+shared by every fold: the default conv space has none, and without them a network never seen
+(RegNet) gets its grouped convs about 15 % low."""
 LONE_SETTINGS = MeasureSettings(max_rounds=7, max_seconds_per_point=10.0)
 """How lone layers are measured here (3-7 interleaved rounds, as the oracle)."""
 NETWORKS = HERE / "networks"

@@ -26,7 +26,8 @@ from pathlib import Path
 
 from prmodel.layers import parse_kind
 from prmodel.targets import get_target
-from prmodel.workflows.evaluation import EvaluationSettings, evaluate, markdown_report, write_report
+from prmodel.workflows.evaluation import EvaluationSettings, evaluate
+from prmodel.workflows.reports import markdown_report, write_report
 from prmodel.workspace import Workspace
 
 HERE = Path(__file__).resolve().parent

@@ -42,9 +42,8 @@ from prmodel.workflows.evaluation import (
     EvaluationResult,
     EvaluationSettings,
     evaluate,
-    markdown_report,
-    write_report,
 )
+from prmodel.workflows.reports import markdown_report, write_report
 from prmodel.workspace import Workspace
 
 HERE = Path(__file__).resolve().parent

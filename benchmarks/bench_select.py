@@ -32,12 +32,12 @@ import numpy as np
 from prmodel.layers import LayerKind
 from prmodel.measure.runner import MeasureSettings, measure_layers
 from prmodel.measure.store import MeasurementStore
-from prmodel.select.representatives import ParameterSweep, SelectionResult, run_selection
-from prmodel.select.samplers import initial_sweeps
+from prmodel.select.selection import ParameterSweep, initial_sweeps
 from prmodel.select.steps import detect_steps
 from prmodel.targets import Target, get_target
 from prmodel.targets.cpu import machine_info
 from prmodel.targets.profiles import profile_for
+from prmodel.workflows.selection import SelectionResult, run_selection
 from prmodel.workspace import Workspace
 
 RESULTS = Path(__file__).parent / "results"

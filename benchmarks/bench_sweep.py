@@ -44,6 +44,7 @@ from prmodel.measure.runner import CANARY_LAYER, MeasureSettings, measure_layers
 from prmodel.measure.store import MeasurementStore
 from prmodel.targets import Target, get_target
 from prmodel.targets.cpu import machine_info
+from prmodel.targets.profiles import HardwareProfile
 
 RESULTS = Path(__file__).parent / "results" / "bench_sweep.json"
 
@@ -112,6 +113,9 @@ class TimedTarget:
 
     def unsupported_reason(self, layer: LayerConfig) -> str | None:
         return self._target.unsupported_reason(layer)
+
+    def hardware_profile(self) -> HardwareProfile:
+        return self._target.hardware_profile()
 
     def prepare(self, layer: LayerConfig) -> Any:
         began = time.perf_counter()

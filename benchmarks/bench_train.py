@@ -43,8 +43,7 @@ from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.select.spaces import default_space
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.cpu import machine_info
-from prmodel.targets.profiles import analytic_profile
-from prmodel.train.model import REGRESSORS
+from prmodel.train.regressors import REGRESSORS
 from prmodel.train.training import TrainSettings, train_kind
 from prmodel.workspace import Workspace
 
@@ -64,7 +63,7 @@ def analytic_representatives(target: AnalyticTarget) -> RepresentativeSet:
         steps.append(ParameterSteps(kind, "out_channels", True, period=target.block))
         steps.append(ParameterSteps(kind, "channels", True, period=target.lanes))
     # As prmodel select records it: the profile gives the features the GEMM blocks.
-    profile = analytic_profile(target)
+    profile = target.hardware_profile()
     metadata = {"profile": {**profile.to_dict(), "source": profile.source}}
     return RepresentativeSet(target.target_id, tuple(steps), metadata)
 

@@ -222,7 +222,8 @@ def estimate_notebook() -> list[nbformat.NotebookNode]:
         new_code_cell(PARAMETERS),
         new_code_cell(SETUP),
         new_code_cell(
-            "from prmodel.train.model import ModelError, load_models\n"
+            "from prmodel.train.artifacts import load_models\n"
+            "from prmodel.train.model import ModelError\n"
             "from prmodel.workflows.quickstart import (\n"
             "    benchmark_representatives, measure_test_sets, select_representatives_for,\n"
             "    train_quickstart_models,\n"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from prmodel import _compat
 from prmodel.errors import PrmodelError
 from prmodel.layers import InvalidLayerError, LayerConfig, LayerKind
 from prmodel.select.representatives import ParameterSteps, RepresentativeSet
@@ -25,6 +26,8 @@ from prmodel.targets import Target, TargetError, get_target, list_targets
 from prmodel.workspace import Workspace
 
 __version__ = "0.1.0"
+
+_compat.install()  # scripts written against the flat 0.1 layout keep importing
 
 # name -> module that defines it; imported on first attribute access (PEP 562).
 _LAZY: dict[str, str] = {
@@ -42,23 +45,23 @@ _LAZY: dict[str, str] = {
     "profile_for": "prmodel.targets.profiles",
     "StepDetection": "prmodel.select.steps",
     "detect_steps": "prmodel.select.steps",
-    "select_representatives": "prmodel.select.representatives",
-    "run_selection": "prmodel.select.representatives",
+    "select_representatives": "prmodel.select.selection",
+    "run_selection": "prmodel.workflows.selection",
     "ParameterSpace": "prmodel.select.spaces",
     "default_space": "prmodel.select.spaces",
     "PRSampler": "prmodel.select.samplers",
     "RandomSampler": "prmodel.select.samplers",
     "AdaptiveSampler": "prmodel.select.samplers",
     "LatencyModel": "prmodel.train.model",
-    "load_models": "prmodel.train.model",
+    "load_models": "prmodel.train.artifacts",
     "TrainSettings": "prmodel.train.training",
     "train_models": "prmodel.train.training",
     "summarize": "prmodel.metrics",
     "Estimator": "prmodel.estimate.estimator",
     "NetworkEstimate": "prmodel.estimate.estimator",
-    "measure_network": "prmodel.estimate.estimator",
-    "measure_networks": "prmodel.estimate.estimator",
-    "compare": "prmodel.estimate.estimator",
+    "measure_network": "prmodel.workflows.calibrate",
+    "measure_networks": "prmodel.workflows.calibrate",
+    "compare": "prmodel.estimate.compare",
     "EvaluationSettings": "prmodel.workflows.evaluation",
     "evaluate": "prmodel.workflows.evaluation",
     "run_quickstart": "prmodel.workflows.quickstart",

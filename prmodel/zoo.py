@@ -13,6 +13,8 @@ extra (torch and torchvision), imported only when called.
 
 from __future__ import annotations
 
+import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -400,7 +402,7 @@ class ExportedNetwork:
 
 
 def _import_torchvision() -> tuple[ModuleType, ModuleType]:
-    try:
+    try:  # optional heavy dependencies: pip install 'prmodel[zoo]'
         import torch
         import torchvision.models
     except ImportError:
@@ -443,8 +445,6 @@ def export_network(
             f"unknown reference network {name!r} (known: {', '.join(REFERENCE_NETWORKS)})"
         )
     torch, models = _import_torchvision()
-    import time
-
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -468,8 +468,6 @@ def _export(
     seed: int,
     dynamo: bool,
 ) -> None:
-    import warnings
-
     torch.manual_seed(seed)
     options: dict[str, object] = {"weights": None}
     if name == "googlenet":

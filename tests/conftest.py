@@ -1,4 +1,4 @@
-"""Shared fixtures: deterministic targets and throw-away workspaces."""
+"""Shared fixtures: deterministic targets, throw-away workspaces and the local CPU's profile."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from prmodel.targets.analytic import AnalyticTarget
+from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
+from prmodel.targets.profiles import HardwareProfile
 from prmodel.workspace import Workspace
 
 
@@ -20,3 +22,22 @@ def analytic_target() -> AnalyticTarget:
 def workspace(tmp_path: Path) -> Workspace:
     """An empty workspace in a temporary directory."""
     return Workspace.at(tmp_path / "ws").create()
+
+
+@pytest.fixture(scope="session")
+def local_cpu_profile() -> HardwareProfile:
+    """The hardware profile of this machine's CPU target (ONNX Runtime, ``opt=all``).
+
+    Tests whose expectation depends on the CPU (its ISA, its NCHWc block) derive it from
+    this profile, never from the machine they were written on.
+    """
+    return OnnxRuntimeTarget().hardware_profile()
+
+
+@pytest.fixture(scope="session")
+def nchwc_block(local_cpu_profile: HardwareProfile) -> int:
+    """The channel block ONNX Runtime pads NCHWc tensors to here: 16 with AVX-512, 8 with AVX2."""
+    block = local_cpu_profile.channel_block()
+    if block is None:
+        pytest.skip(f"the CPU profile {local_cpu_profile.name} has no NCHWc block")
+    return block

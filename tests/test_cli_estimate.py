@@ -12,11 +12,13 @@ import numpy as np
 import onnx
 import pandas as pd
 import pytest
+from onnx import TensorProto, helper, numpy_helper
 
 from prmodel.cli import main
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
+from prmodel.train.artifacts import save_model
 from prmodel.train.model import LatencyModel
 from prmodel.workspace import Workspace
 from prmodel.zoo import tiny_mobilenet, tiny_resnet, tiny_vgg
@@ -61,8 +63,11 @@ def _save_models(workspace: Workspace, target_id: str, kinds: Sequence[LayerKind
         layers = _training_layers(kind, rng)
         model = LatencyModel(kind, regressor="ridge")
         model.fit(layers, [analytic.latency_us(layer) for layer in layers])
-        model.save(
-            workspace.model_dir(target_id, kind.value), target_id=target_id, fingerprint_hash="0"
+        save_model(
+            model,
+            workspace.model_dir(target_id, kind.value),
+            target_id=target_id,
+            fingerprint_hash="0",
         )
 
 
@@ -263,8 +268,6 @@ def test_estimate_does_not_import_mlflow_or_optuna(trained: Workspace) -> None:
 
 
 def _conv_transpose_file(root: Path) -> Path:
-    from onnx import TensorProto, helper, numpy_helper
-
     weight = numpy_helper.from_array(np.ones((8, 4, 2, 2), np.float32), "w")
     graph = helper.make_graph(
         [

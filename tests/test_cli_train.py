@@ -16,7 +16,7 @@ from prmodel.layers import LayerConfig
 from prmodel.measure.runner import measure_layers
 from prmodel.measure.store import MeasurementStore
 from prmodel.targets.analytic import AnalyticTarget
-from prmodel.train.model import load_models
+from prmodel.train.artifacts import load_models
 from prmodel.workspace import Workspace
 
 runner = CliRunner()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
@@ -20,7 +17,6 @@ from prmodel.workflows.evaluation import (
     EvaluationSettings,
     _subsets,
     evaluate,
-    write_report,
 )
 from prmodel.workspace import Workspace
 from prmodel.zoo import tiny_mobilenet, tiny_resnet
@@ -133,17 +129,6 @@ def test_the_pr_set_is_selected_once_and_saved(run: tuple[EvaluationResult, Work
     assert result.representatives_path == path and path.is_file()
     steps = RepresentativeSet.load(path).for_kind("conv")["out_channels"]
     assert steps.period == 16
-
-
-def test_report_files_are_written(run: tuple[EvaluationResult, Workspace], tmp_path: Path) -> None:
-    result, _ = run
-    files = write_report(result, tmp_path / "report")
-    names = {f.name for f in files}
-    assert {"curves.csv", "evaluation.json", "evaluation.md", "mape_conv.png"} <= names
-    assert len(pd.read_csv(tmp_path / "report" / "curves.csv")) == len(result.curves)
-    data = json.loads((tmp_path / "report" / "evaluation.json").read_text())
-    assert {g["kind"] for g in data["goals"]} == {"conv", "dense"}
-    assert "## Whole networks" in (tmp_path / "report" / "evaluation.md").read_text()
 
 
 def test_a_rerun_reuses_every_measurement(run: tuple[EvaluationResult, Workspace]) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from prmodel.layers import ACTIVATIONS, PARAMETERS, LayerConfig, LayerKind
 from prmodel.select.representatives import ParameterSteps, RepresentativeSet
-from prmodel.targets.profiles import GemmBlocks, builtin_profile, scalesim_profile
+from prmodel.targets.profiles import GemmBlocks, builtin_profile
 from prmodel.targets.scalesim import ScaleSimTarget
 from prmodel.train.features import BLOCKED_FEATURE, FeatureError, FeatureSpec, gemm_view
 
@@ -170,7 +170,7 @@ def test_channel_blocking_pads_channels_not_the_window() -> None:
 
 
 def test_the_profile_reaches_the_spec_through_the_pr_set() -> None:
-    profile = scalesim_profile(ScaleSimTarget(rows=32, cols=32, dataflow="ws"))
+    profile = ScaleSimTarget(rows=32, cols=32, dataflow="ws").hardware_profile()
     with_profile = RepresentativeSet(
         "t", PR.steps, {"profile": {**profile.to_dict(), "source": "derived"}}
     )
@@ -217,7 +217,7 @@ def test_the_channel_block_feature_needs_a_pooling_kind_and_a_cpu_block() -> Non
     assert BLOCKED_FEATURE not in FeatureSpec.for_kind("conv", profile=avx512).names
     assert builtin_profile("ort-cpu-avx2").channel_block() == 8
     assert builtin_profile("ort-cpu-generic").channel_block() is None
-    accelerator = scalesim_profile(ScaleSimTarget(rows=32, cols=32, dataflow="ws"))
+    accelerator = ScaleSimTarget(rows=32, cols=32, dataflow="ws").hardware_profile()
     assert BLOCKED_FEATURE not in FeatureSpec.for_kind("maxpool", profile=accelerator).names
     # a spec saved before the feature existed rebuilds without it
     saved = FeatureSpec.for_kind("maxpool", profile=avx512).to_dict()

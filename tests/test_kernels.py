@@ -1,26 +1,19 @@
-"""Tests of prmodel.estimate.kernels: loading ONNX models, mapping them to runtime kernels."""
+"""Tests of prmodel.estimate.kernels: ONNX networks mapped to the kernels a runtime runs."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
+from estimate_fixtures import off_block_width, small_model
+from onnx import TensorProto, helper
 
-from prmodel.errors import PrmodelError
-from prmodel.estimate.kernels import (
-    EstimateError,
-    Kernel,
-    load_network,
-    nchwc_block_size,
-    network_kernels,
-    parse_input_shapes,
-)
+from prmodel.estimate.kernels import EstimateError, Kernel, network_kernels
 from prmodel.layers import LayerKind
+from prmodel.networks import load_network
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
 from prmodel.zoo import tiny_mobilenet, tiny_resnet, tiny_vgg
@@ -32,26 +25,6 @@ CPU_EXTENDED = OnnxRuntimeTarget(opt_level="extended")
 # -- small graphs built here --------------------------------------------------------------------
 
 
-def _model(
-    nodes: Sequence[onnx.NodeProto],
-    inputs: dict[str, Sequence[int | str]],
-    outputs: dict[str, Sequence[int | str]],
-    weights: dict[str, np.ndarray] | None = None,
-    *,
-    opset: int = 17,
-) -> onnx.ModelProto:
-    graph = helper.make_graph(
-        list(nodes),
-        "test",
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in inputs.items()],
-        [helper.make_tensor_value_info(n, TensorProto.FLOAT, list(s)) for n, s in outputs.items()],
-        [numpy_helper.from_array(a.astype(np.float32), n) for n, a in (weights or {}).items()],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8 if opset >= 11 else 5
-    return model
-
-
 def _weight(*shape: int) -> np.ndarray:
     return np.random.default_rng(0).normal(0, 0.1, shape)
 
@@ -60,7 +33,7 @@ def _conv_model(**attrs: Any) -> onnx.ModelProto:
     """One 3x3 conv 8->16 on 1x8x15x15 with the given attributes."""
     conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv", **attrs)
     out: list[int | str] = ["n", 16, "h", "w"]
-    return _model([conv], {"x": [1, 8, 15, 15]}, {"y": out}, {"w": _weight(16, 8, 3, 3)})
+    return small_model([conv], {"x": [1, 8, 15, 15]}, {"y": out}, {"w": _weight(16, 8, 3, 3)})
 
 
 def _by_status(kernels: Sequence[Kernel], status: str) -> list[Kernel]:
@@ -71,135 +44,11 @@ def _layers(kernels: Sequence[Kernel], kind: LayerKind) -> list[Any]:
     return [k.layer for k in kernels if k.layer is not None and k.layer.kind is kind]
 
 
-# -- loading --------------------------------------------------------------------------------------
-
-
-def test_load_network_infers_every_shape() -> None:
-    network = load_network(tiny_resnet(size=32, width=16))
-    assert network.input_shapes == {"input": (1, 3, 32, 32)}
-    assert network.shapes["output"] == (1, 10)
-    assert network.opset == 17
-    for node in network.model.graph.node:
-        assert all(out in network.shapes for out in node.output), node.name
-
-
-def test_load_network_from_file_keeps_the_file_as_source(tmp_path: Path) -> None:
-    path = tmp_path / "net.onnx"
-    onnx.save(tiny_vgg(), path)
-    network = load_network(path)
-    assert network.name == "net"
-    assert network.model_source() == str(path)
-
-
-@pytest.mark.parametrize("given", [{"input": (2, 3, 32, 32)}, {"": (2, 3, 32, 32)}])
-def test_dynamic_batch_takes_the_given_shape(given: dict[str, tuple[int, ...]]) -> None:
-    network = load_network(tiny_resnet(dynamic_batch=True), input_shapes=given)
-    assert network.input_shapes["input"] == (2, 3, 32, 32)
-    assert network.shapes["output"] == (2, 10)
-    assert isinstance(network.model_source(), bytes)
-
-
-def test_unnamed_nodes_get_unique_names() -> None:
-    relu = helper.make_node("Relu", ["x"], ["a"])
-    sigmoid = helper.make_node("Sigmoid", ["a"], ["y"])
-    network = load_network(_model([relu, sigmoid], {"x": [1, 4]}, {"y": [1, 4]}))
-    names = [n.name for n in network.model.graph.node]
-    assert names == ["Relu_0", "Sigmoid_1"]
-
-
-# -- bad input ------------------------------------------------------------------------------------
-
-
-def _error(model: Any, **kwargs: Any) -> str:
-    with pytest.raises(EstimateError) as info:
-        load_network(model, **kwargs)
-    assert isinstance(info.value, PrmodelError)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
-
-
-def test_missing_file_is_named(tmp_path: Path) -> None:
-    assert str(tmp_path / "nope.onnx") in _error(tmp_path / "nope.onnx")
-
-
-@pytest.mark.parametrize(
-    "content",
-    [b"this is a text file, not a model\n", b"\x08\x07\x12\x04abc", b""],
-    ids=["text", "garbage", "empty"],
-)
-def test_non_onnx_file_is_refused(tmp_path: Path, content: bytes) -> None:
-    path = tmp_path / "bad.onnx"
-    path.write_bytes(content)
-    message = _error(path)
-    assert str(path) in message
-    assert "ONNX" in message
-
-
-@pytest.mark.parametrize("fraction", [0.3, 0.6, 0.95])
-def test_truncated_file_is_refused(tmp_path: Path, fraction: float) -> None:
-    data = tiny_resnet().SerializeToString()
-    path = tmp_path / "cut.onnx"
-    path.write_bytes(data[: int(len(data) * fraction)])
-    assert str(path) in _error(path)
-
-
-def test_dynamic_shape_without_input_shape_names_the_input() -> None:
-    message = _error(tiny_resnet(dynamic_batch=True))
-    assert "'input'" in message
-    assert "dynamic" in message
-    assert "--input-shape input=1x3x32x32" in message
-
-
-def test_opset_older_than_11_is_refused() -> None:
-    relu = helper.make_node("Relu", ["x"], ["y"], name="relu")
-    message = _error(_model([relu], {"x": [1, 4]}, {"y": [1, 4]}, opset=10))
-    assert "opset 10" in message
-    assert "11" in message
-
-
-@pytest.mark.parametrize(
-    ("given", "expected"),
-    [
-        ({"image": (1, 3, 32, 32)}, "no input named 'image'"),
-        ({"input": (1, 3, 32)}, "has 3 dimensions"),
-        ({"input": (1, 4, 32, 32)}, "cannot change"),
-    ],
-)
-def test_bad_input_shapes_are_refused(given: dict[str, tuple[int, ...]], expected: str) -> None:
-    model = tiny_resnet() if expected == "cannot change" else tiny_resnet(dynamic_batch=True)
-    assert expected in _error(model, input_shapes=given)
-
-
-def test_invalid_model_is_refused() -> None:
-    relu = helper.make_node("Relu", ["missing"], ["y"], name="relu")
-    message = _error(_model([relu], {"x": [1, 4]}, {"y": [1, 4]}))
-    assert "not a valid ONNX model" in message
-
-
-@pytest.mark.parametrize(
-    ("specs", "expected"),
-    [
-        (["input=1x3x224x224"], {"input": (1, 3, 224, 224)}),
-        (["2x3x8x8"], {"": (2, 3, 8, 8)}),
-        (["a=1x4", "b=1,8"], {"a": (1, 4), "b": (1, 8)}),
-    ],
-)
-def test_parse_input_shapes(specs: list[str], expected: dict[str, tuple[int, ...]]) -> None:
-    assert parse_input_shapes(specs) == expected
-
-
-@pytest.mark.parametrize("spec", ["input=", "input=1xax3", "x=0x3", "=-1"])
-def test_parse_input_shapes_refuses_bad_specs(spec: str) -> None:
-    with pytest.raises(EstimateError, match="input shape"):
-        parse_input_shapes([spec])
-
-
 # -- kernels as ONNX Runtime runs them ------------------------------------------------------------
 
 
 def test_nchwc_block_size_is_a_power_of_two() -> None:
-    block = nchwc_block_size(CPU_ALL)
+    block = CPU_ALL.nchwc_block()
     assert block in (1, 4, 8, 16, 32)
 
 
@@ -226,8 +75,9 @@ def test_ort_extended_fuses_conv_relu_but_not_the_sum() -> None:
 
 
 def test_nchwc_kernels_use_padded_channels_and_the_stem_keeps_its_input() -> None:
-    block = nchwc_block_size(CPU_ALL)
-    kernels = network_kernels(load_network(tiny_mobilenet(width=24)), CPU_ALL).kernels
+    block = CPU_ALL.nchwc_block()
+    width = off_block_width(CPU_ALL)
+    kernels = network_kernels(load_network(tiny_mobilenet(width=width)), CPU_ALL).kernels
     convs = [k for k in kernels if k.op == "nchwc.Conv"]
     assert convs, "expected NCHWc convs at opt=all"
     assert convs[0].layer is not None and convs[0].layer.channels == 3
@@ -258,7 +108,8 @@ def test_ort_maps_matmul_add_to_dense_and_lists_softmax_unmapped() -> None:
 
 
 def test_layout_reorders_are_unmapped_with_their_traffic() -> None:
-    kernels = network_kernels(load_network(tiny_mobilenet(width=24)), CPU_ALL).kernels
+    model = tiny_mobilenet(width=off_block_width(CPU_ALL))
+    kernels = network_kernels(load_network(model), CPU_ALL).kernels
     reorders = [k for k in kernels if "Reorder" in k.op]
     assert reorders
     for kernel in reorders:
@@ -300,7 +151,7 @@ def test_a_conv_output_used_twice_is_not_fused(analytic_target: AnalyticTarget) 
         helper.make_node("Relu", ["c"], ["r"], name="relu"),
         helper.make_node("Add", ["c", "r"], ["y"], name="add"),
     ]
-    model = _model(nodes, {"x": [1, 4, 8, 8]}, {"y": [1, 4, 8, 8]}, {"w": _weight(4, 4, 3, 3)})
+    model = small_model(nodes, {"x": [1, 4, 8, 8]}, {"y": [1, 4, 8, 8]}, {"w": _weight(4, 4, 3, 3)})
     kernels = network_kernels(load_network(model), analytic_target).kernels
     assert [k.fused_ops for k in kernels] == [("Conv",), ("Relu",), ("Add",)]
 
@@ -314,7 +165,7 @@ def test_a_per_channel_scale_is_priced_as_a_unary_op(analytic_target: AnalyticTa
         helper.make_node("Add", ["m", "x"], ["y"], name="add"),
     ]
     weights = {"scale": _weight(1, 4, 1, 1)}
-    model = _model(nodes, {"x": [1, 4, 8, 8]}, {"y": [1, 4, 8, 8]}, weights)
+    model = small_model(nodes, {"x": [1, 4, 8, 8]}, {"y": [1, 4, 8, 8]}, weights)
     scale, add = network_kernels(load_network(model), analytic_target).kernels
     assert scale.layer is not None and scale.layer.kind is LayerKind.RELU
     assert scale.note == "Mul of a broadcast operand as relu"
@@ -324,7 +175,7 @@ def test_a_per_channel_scale_is_priced_as_a_unary_op(analytic_target: AnalyticTa
 @pytest.mark.parametrize("target", [CPU_EXTENDED, AnalyticTarget()], ids=["ort", "analytic"])
 def test_conv1d_maps_to_a_conv_over_one_row(target: Any) -> None:
     conv = helper.make_node("Conv", ["x", "w"], ["y"], name="conv1d", strides=[2], pads=[2, 2])
-    model = _model([conv], {"x": [1, 8, 100]}, {"y": [1, 16, 50]}, {"w": _weight(16, 8, 5)})
+    model = small_model([conv], {"x": [1, 8, 100]}, {"y": [1, 16, 50]}, {"w": _weight(16, 8, 5)})
     (kernel,) = network_kernels(load_network(model), target).kernels
     layer = kernel.layer
     assert layer is not None
@@ -357,7 +208,7 @@ def test_reduce_mean_over_height_and_width_is_a_global_avgpool(
     analytic_target: AnalyticTarget,
 ) -> None:
     mean = helper.make_node("ReduceMean", ["x"], ["y"], name="mean", axes=[2, 3], keepdims=1)
-    model = _model([mean], {"x": [1, 32, 7, 7]}, {"y": [1, 32, 1, 1]})
+    model = small_model([mean], {"x": [1, 32, 7, 7]}, {"y": [1, 32, 1, 1]})
     (kernel,) = network_kernels(load_network(model), analytic_target).kernels
     assert kernel.layer is not None and kernel.layer.kind is LayerKind.GLOBALAVGPOOL
 
@@ -374,7 +225,7 @@ def test_binary_elementwise_ops_map_to_add_or_mul(
     analytic_target: AnalyticTarget, op: str, kind: LayerKind, note: str
 ) -> None:
     node = helper.make_node(op, ["a", "b"], ["y"], name="op")
-    model = _model([node], {"a": [1, 8, 4, 4], "b": [1, 8, 4, 4]}, {"y": [1, 8, 4, 4]})
+    model = small_model([node], {"a": [1, 8, 4, 4], "b": [1, 8, 4, 4]}, {"y": [1, 8, 4, 4]})
     (kernel,) = network_kernels(load_network(model), analytic_target).kernels
     assert kernel.layer is not None and kernel.layer.kind is kind
     assert kernel.layer.input_shape == (1, 8, 4, 4)
@@ -383,7 +234,7 @@ def test_binary_elementwise_ops_map_to_add_or_mul(
 
 def test_concat_is_unmapped_with_bytes_moved(analytic_target: AnalyticTarget) -> None:
     concat = helper.make_node("Concat", ["a", "b"], ["y"], name="cat", axis=1)
-    model = _model([concat], {"a": [1, 8, 4, 4], "b": [1, 8, 4, 4]}, {"y": [1, 16, 4, 4]})
+    model = small_model([concat], {"a": [1, 8, 4, 4], "b": [1, 8, 4, 4]}, {"y": [1, 16, 4, 4]})
     (kernel,) = network_kernels(load_network(model), analytic_target).kernels
     assert kernel.status == "unmapped"
     assert kernel.bytes_moved == (2 * 128 + 256) * 4
@@ -394,7 +245,7 @@ def _conv_transpose_model() -> onnx.ModelProto:
     deconv = helper.make_node("ConvTranspose", ["x", "w"], ["d"], name="up", strides=[2, 2])
     relu = helper.make_node("Relu", ["d"], ["y"], name="relu")
     weights = {"w": _weight(8, 4, 2, 2)}
-    return _model([deconv, relu], {"x": [1, 8, 8, 8]}, {"y": [1, 4, 16, 16]}, weights)
+    return small_model([deconv, relu], {"x": [1, 8, 8, 8]}, {"y": [1, 4, 16, 16]}, weights)
 
 
 @pytest.mark.parametrize("target", [CPU_ALL, AnalyticTarget()], ids=["ort", "analytic"])

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from prmodel.layers import InvalidLayerError, LayerConfig, LayerKind
+from prmodel.layers import InvalidLayerError, LayerConfig
 
 
 def conv(**params: object) -> LayerConfig:
@@ -80,7 +80,8 @@ def test_invalid_layers_are_refused_with_a_reason(params: dict[str, object], mes
 
 def test_with_params_validates() -> None:
     layer = conv(padding=1)
-    assert layer.with_params(out_channels=16).out_channels == 16
+    narrow = layer.with_params(out_channels=16)
+    assert (narrow.out_channels, narrow.channels, narrow.pad_h) == (16, 64, 1)
+    assert layer.out_channels == 128 and narrow.key != layer.key  # a new layer
     with pytest.raises(InvalidLayerError):
         layer.with_params(kernel=99)
-    assert layer.kind is LayerKind.CONV

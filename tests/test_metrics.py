@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import spearmanr
 
 from prmodel.metrics import MetricsError, mape, relative_errors, rmspe, spearman, summarize, within
 
@@ -49,8 +50,6 @@ def test_spearman(measured: list[float], predicted: list[float], expected: float
 
 
 def test_spearman_matches_scipy() -> None:
-    from scipy.stats import spearmanr
-
     rng = np.random.default_rng(3)
     measured = rng.integers(1, 20, size=200).astype(float)  # many ties
     predicted = measured * rng.lognormal(0, 0.3, size=200)

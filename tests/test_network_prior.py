@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from prmodel.cli import app
-from prmodel.estimate.estimator import network_layers
+from prmodel.estimate.estimator import mapped_layers
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.measure.plans import load_plans
 from prmodel.select.network_prior import (
@@ -153,7 +153,7 @@ def test_network_layers_are_the_mapped_kernels_of_each_network(
 ) -> None:
     resnet = _save(tiny_resnet(), tmp_path / "resnet.onnx")
     mobilenet = _save(tiny_mobilenet(), tmp_path / "mobilenet.onnx")
-    found = network_layers([resnet, mobilenet, resnet], analytic_target)
+    found = mapped_layers([resnet, mobilenet, resnet], analytic_target)
     assert list(found) == ["resnet", "mobilenet", "resnet#2"]
     kinds = Counter(layer.kind for layer in found["resnet"])
     assert kinds[LayerKind.CONV] >= 4 and kinds[LayerKind.DENSE] == 1
@@ -182,7 +182,7 @@ def test_plan_draws_around_the_networks_of_a_folder(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     plans = {plan.kind: plan for plan in load_plans(out)}
-    held = {layer.kind for layers in network_layers(
+    held = {layer.kind for layers in mapped_layers(
         [folder / "resnet.onnx", folder / "mobilenet.onnx"], AnalyticTarget()
     ).values() for layer in layers}  # fmt: skip
     assert set(plans) == held  # --kinds all: the kinds the networks hold

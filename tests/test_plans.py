@@ -9,12 +9,15 @@ from prmodel.layers import LayerConfig, LayerKind
 from prmodel.measure.plans import (
     PlanError,
     SweepPlan,
+    copy_shipped_plans,
+    find_plans,
     geometric_values,
     load_plans,
     plan_from_layers,
     save_plans,
     shipped_plans_dir,
 )
+from prmodel.workspace import Workspace
 
 CONV_FIXED = "fixed: {channels: 16, height: 8, width: 8, kernel: 3, padding: 1}"
 
@@ -298,3 +301,18 @@ def test_acceptance_plan() -> None:
     assert {(x.channels, x.height, x.width, x.kernel_h, x.pad_h) for x in layers} == {
         (64, 56, 56, 3, 1)
     }
+
+
+def test_find_plans_looks_in_the_workspace_then_among_the_shipped(tmp_path: Path) -> None:
+    ws = Workspace.at(tmp_path / "ws")
+    assert not ws.sweeps_dir.exists()
+    (shipped,) = find_plans(["conv_out_channels"], ws)
+    assert shipped.name == "conv_out_channels"
+    assert copy_shipped_plans(ws) and not copy_shipped_plans(ws)  # existing files are kept
+    own = f"name: conv_out_channels\nkind: conv\n{CONV_FIXED}\nsweep: {{out_channels: [3]}}\n"
+    (ws.sweeps_dir / "conv_out_channels.yaml").write_text(own)
+    (mine,) = find_plans([Path("conv_out_channels.yaml")], ws)
+    assert [x.out_channels for x in mine.layers()] == [3]
+    other = write(tmp_path, own, "other.yaml")
+    with pytest.raises(PlanError, match="'conv_out_channels' appears in more than one"):
+        find_plans(["conv_out_channels", other], ws)

@@ -1,4 +1,4 @@
-"""Hardware profiles: detection, derivation from targets, the YAML file and its errors."""
+"""Hardware profiles: the ISA-family profiles, each target's own, the YAML file and its errors."""
 
 from __future__ import annotations
 
@@ -8,22 +8,20 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import yaml
 
 from prmodel.layers import LayerKind
 from prmodel.targets.analytic import AnalyticTarget
+from prmodel.targets.cpu import CpuInfo, detect_cpu
+from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
 from prmodel.targets.profiles import (
-    CpuInfo,
     GemmBlocks,
     HardwareProfile,
     ProfileError,
     StepHint,
-    analytic_profile,
     builtin_profile,
-    cpu_from_fingerprint,
     cpu_profile,
-    detect_cpu,
     profile_for,
-    scalesim_profile,
 )
 from prmodel.targets.scalesim import ScaleSimTarget
 
@@ -58,37 +56,23 @@ def test_cpu_isa_picks_the_profile(
     assert profile.candidate_periods("conv", "height") == ()
 
 
-def test_caches_are_read_from_sysfs_layout(tmp_path: Path) -> None:
-    for index, (level, kind, size) in enumerate(
-        [("1", "Data", "48K"), ("1", "Instruction", "32K"), ("2", "Unified", "2048K")]
-    ):
-        folder = tmp_path / f"index{index}"
-        folder.mkdir()
-        (folder / "level").write_text(level)
-        (folder / "type").write_text(kind)
-        (folder / "size").write_text(size)
-    cpu = detect_cpu(CPUINFO.format(flags="avx2 fma"), cache_dir=tmp_path)
-    assert cpu.caches == {"l1d_bytes": 48 * 1024, "l2_bytes": 2048 * 1024}
-    assert cpu_profile(cpu).architecture["l2_bytes"] == 2048 * 1024
-
-
-def test_fingerprint_wins_over_the_local_cpu() -> None:
-    local = _cpu("sse2")
-    fingerprint = {"cpu_model": "Remote", "isa": ["avx2", "fma"], "l2_kib": 1024}
-    cpu = cpu_from_fingerprint(fingerprint, local)
-    assert (cpu.model, cpu.isa, cpu.caches["l2_bytes"]) == ("Remote", "avx2", 1024 * 1024)
-
-
-def test_cpu_target_profile_comes_from_its_fingerprint() -> None:
-    target = SimpleNamespace(
-        name="cpu",
-        provider="CPUExecutionProvider",
-        opt_level="all",
-        fingerprint=lambda: {"cpu_model": "X", "isa": ["avx", "avx2", "fma"]},
-    )
-    profile = profile_for(target)
+def test_cpu_target_profile_comes_from_its_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
+    fingerprint = {"cpu_model": "X", "isa": ["avx", "avx2", "fma"], "l2_kib": 512}
+    monkeypatch.setattr(OnnxRuntimeTarget, "fingerprint", lambda self: fingerprint)
+    profile = profile_for(OnnxRuntimeTarget())
     assert profile.name == "ort-cpu-avx2"
     assert profile.candidate_periods("conv", "out_channels") == (8,)
+    assert profile.architecture["cpu_model"] == "X"
+    assert profile.architecture["l2_bytes"] == 512 * 1024
+    assert profile_for(OnnxRuntimeTarget(opt_level="basic")).name == "ort-cpu-avx2-basic"
+
+
+def test_the_local_cpu_target_gets_its_isa_family(local_cpu_profile: HardwareProfile) -> None:
+    # whatever this machine is (AVX2 or AVX-512, Intel or AMD), the profile follows its ISA
+    assert local_cpu_profile == cpu_profile(detect_cpu())
+    block = {"avx512": 16, "avx2": 8, "avx": 8}.get(detect_cpu().isa)
+    if block is not None:
+        assert local_cpu_profile.channel_block() == block
 
 
 def test_without_nchwc_the_conv_hints_are_dropped() -> None:
@@ -100,6 +84,7 @@ def test_without_nchwc_the_conv_hints_are_dropped() -> None:
 
 def test_analytic_profile_follows_the_target() -> None:
     profile = profile_for(AnalyticTarget(block=32, lanes=4))
+    assert profile.family == "analytic"
     assert profile.candidate_periods("conv", "out_channels") == (32,)
     assert profile.candidate_periods("conv", "channels") == (4,)
     assert profile.candidate_periods("dense", "out_channels") == (32,)
@@ -114,17 +99,26 @@ def test_analytic_profile_follows_the_target() -> None:
     ],
 )
 def test_scalesim_profile_follows_the_dataflow(dataflow: str, hinted: dict[str, int]) -> None:
-    target = SimpleNamespace(name="scalesim", rows=8, cols=24, dataflow=dataflow, clock_mhz=500)
-    profile = profile_for(target)
+    profile = profile_for(ScaleSimTarget(rows=8, cols=24, dataflow=dataflow, clock_mhz=500))
     assert profile.family == "accelerator"
     conv = {name: hint.periods[0] for name, hint in profile.hints[LayerKind.CONV].items()}
     assert conv == hinted
     assert profile.architecture["clock_mhz"] == 500
 
 
-def test_unknown_targets_get_a_generic_profile() -> None:
-    profile = profile_for(SimpleNamespace(name="cuda"))
+def test_targets_without_a_profile_get_a_generic_one() -> None:
+    profile = profile_for(SimpleNamespace(name="mydevice"))
     assert profile.family == "generic" and not profile.hints
+    assert profile.name == "generic-mydevice"
+    gpu = OnnxRuntimeTarget(name="cuda", provider="CUDAExecutionProvider")
+    assert gpu.hardware_profile().family == "generic"
+
+
+def test_the_target_supplies_its_profile_whatever_its_name() -> None:
+    own = HardwareProfile(name="mine", family="accelerator")
+    impostor = SimpleNamespace(name="analytic", provider="CPUExecutionProvider")
+    assert profile_for(impostor).family == "generic"  # no dispatch on names
+    assert profile_for(SimpleNamespace(name="cpu", hardware_profile=lambda: own)) is own
 
 
 def test_profile_round_trips_and_overrides(tmp_path: Path) -> None:
@@ -181,8 +175,6 @@ GOOD: dict[str, Any] = {
 def test_bad_profile_files_name_file_and_field(
     tmp_path: Path, change: dict[str, Any], field: str
 ) -> None:
-    import yaml
-
     path = tmp_path / "bad.yaml"
     path.write_text(yaml.safe_dump({**GOOD, **change}))
     with pytest.raises(ProfileError) as caught:
@@ -210,7 +202,7 @@ def test_unreadable_profile_files(tmp_path: Path) -> None:
     ],
 )
 def test_gemm_blocks_of_a_systolic_array(dataflow: str, blocks: GemmBlocks) -> None:
-    profile = scalesim_profile(ScaleSimTarget(rows=16, cols=8, dataflow=dataflow))
+    profile = ScaleSimTarget(rows=16, cols=8, dataflow=dataflow).hardware_profile()
     assert profile.gemm_blocks("conv") == blocks
     assert profile.gemm_blocks("dense") == blocks
     assert profile.gemm_blocks("maxpool") is None
@@ -220,7 +212,7 @@ def test_gemm_blocks_of_the_cpu_and_analytic_profiles() -> None:
     cpu = builtin_profile("ort-cpu-avx512")
     assert cpu.gemm_blocks("conv") == GemmBlocks(k=16, n=16, reduction="channels")
     assert cpu.gemm_blocks("dense") == GemmBlocks(n=32)
-    analytic = analytic_profile(AnalyticTarget(block=16, lanes=8))
+    analytic = AnalyticTarget(block=16, lanes=8).hardware_profile()
     assert analytic.gemm_blocks("dense") == GemmBlocks(k=8, n=16, reduction="channels")
     generic = HardwareProfile(name="g", family="generic")
     assert generic.gemm_blocks("conv") is None

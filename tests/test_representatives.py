@@ -1,25 +1,18 @@
-"""PR selection, the PR file and plateau mapping."""
+"""The PR types, plateau mapping and the PR file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from staircases import staircase
 
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.select.representatives import (
     ParameterSteps,
-    ParameterSweep,
     RepresentativesError,
     RepresentativeSet,
-    save_plots,
-    select_representatives,
 )
-from prmodel.select.spaces import default_space
-from prmodel.targets.profiles import HardwareProfile, StepHint
 
 # -- ParameterSteps and plateau mapping ---------------------------------------------------------
 
@@ -58,82 +51,20 @@ def test_plateau_of_rounds_stepped_parameters_and_keeps_invalid_roundings() -> N
     assert pr.plateau_of(grouped).out_channels == 6  # 16 is not divisible by 6 groups
 
 
-# -- selection ----------------------------------------------------------------------------------
-
-
-def _sweeps() -> list[ParameterSweep]:
-    x, latency = staircase(16, 0, seed=11, count=64)
-    smooth_x = np.arange(1, 41)
-    return [
-        ParameterSweep(LayerKind.CONV, "out_channels", tuple(map(int, x)), tuple(latency), "p1"),
-        ParameterSweep(
-            LayerKind.CONV,
-            "height",
-            tuple(map(int, smooth_x)),
-            tuple(float(v) for v in 3.0 + smooth_x**2),
-            "p2",
-        ),
-    ]
-
-
-def test_selection_takes_plateau_ends_over_the_whole_range() -> None:
-    profile = HardwareProfile(
-        "p", "cpu", hints={LayerKind.CONV: {"out_channels": StepHint((16,), note="blocks")}}
-    )
-    pr = select_representatives(_sweeps(), target_id="t", profile=profile)
-    out = pr.for_kind("conv")["out_channels"]
-    assert out.has_steps and out.period == 16
-    assert out.representatives == tuple(range(16, 1025, 16))
-    assert out.evidence["profile_verdict"] == "agreed"
-    assert out.evidence["sweep"]["plan"] == "p1"
-    assert out.evidence["hint"]["note"] == "blocks"
-    height = pr.for_kind("conv")["height"]
-    assert not height.has_steps
-    assert height.representatives[0] == 1 and height.representatives[-1] == 224
-    assert len(height.representatives) <= 9
-    assert pr.metadata["profile"]["name"] == "p"
-
-
-def test_low_confidence_steps_fall_back_to_coarse_values() -> None:
-    pr = select_representatives(_sweeps()[:1], target_id="t", min_confidence=1.01)
-    out = pr.for_kind("conv")["out_channels"]
-    assert not out.has_steps and out.period is None
-    assert "below" in out.evidence["note"]
-
-
-def test_unswept_range_parameters_get_coarse_values() -> None:
-    spaces = {LayerKind.CONV: default_space("conv")}
-    pr = select_representatives(_sweeps()[:1], target_id="t", spaces=spaces)
-    channels = pr.for_kind("conv")["channels"]
-    assert not channels.has_steps
-    assert channels.representatives[0] == 1 and channels.representatives[-1] == 1024
-
-
-def test_a_start_keeps_small_values_and_steps_above() -> None:
-    low, high = np.arange(1, 16), np.arange(16, 81, 4)
-    x = np.concatenate([low, high])
-    latency = np.concatenate([15.0 + 5.5 * low, 10.0 + 73.6 * np.ceil(high / 16)])
-    sweep = ParameterSweep(LayerKind.CONV, "channels", tuple(map(int, x)), tuple(latency))
-    profile = HardwareProfile(
-        "p", "cpu", hints={LayerKind.CONV: {"channels": StepHint((16,), starts=(15,), step=4)}}
-    )
-    steps = select_representatives([sweep], target_id="t", profile=profile).steps[0]
-    assert steps.start == 15
-    small = [r for r in steps.representatives if r <= 15]
-    assert small[0] == 1 and small[-1] == 15
-    assert [r for r in steps.representatives if r > 15] == list(range(16, 1025, 16))
+def test_plateau_of_maps_periodic_steps_but_not_irregular_breakpoints() -> None:
+    periodic = ParameterSteps(LayerKind.CONV, "out_channels", True, period=16)
+    irregular = ParameterSteps(LayerKind.CONV, "channels", True, breakpoints=(4, 8, 11, 15))
+    prs = RepresentativeSet("t", (periodic, irregular))
+    layer = LayerConfig.create("conv", channels=9, height=8, width=8, out_channels=20, kernel=3)
+    mapped = prs.plateau_of(layer)
+    assert mapped.out_channels == 32
+    # breakpoints found on the sweep's base layer (kernel 3) do not carry over to other layers
+    assert mapped.channels == 9
+    grouped = layer.with_params(channels=4, out_channels=20, groups=4)
+    assert prs.plateau_of(grouped) == grouped
 
 
 # -- the PR file --------------------------------------------------------------------------------
-
-
-def test_pr_file_round_trips_to_equal_objects(tmp_path: Path) -> None:
-    pr = select_representatives(_sweeps(), target_id="t", metadata={"note": "x"})
-    path = pr.save(tmp_path / "sub" / "t.yaml")
-    text = path.read_text()
-    assert text.startswith("# prmodel Performance Representatives")
-    assert "representatives: [16, 32, 48" in text  # short lists stay on one readable line
-    assert RepresentativeSet.load(path) == pr
 
 
 def _saved(tmp_path: Path) -> tuple[Path, dict[str, object]]:
@@ -190,23 +121,3 @@ def test_unreadable_pr_files(tmp_path: Path) -> None:
         RepresentativeSet.load(bad)
     with pytest.raises(RepresentativesError, match="cannot read PR file"):
         RepresentativeSet.load(tmp_path / "missing.yaml")
-
-
-def test_plots_show_every_swept_parameter(tmp_path: Path) -> None:
-    pr = select_representatives(_sweeps(), target_id="t")
-    written = save_plots(RepresentativeSet.load(pr.save(tmp_path / "t.yaml")), tmp_path / "plots")
-    assert sorted(p.name for p in written) == ["conv-height.png", "conv-out_channels.png"]
-    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in written)
-
-
-def test_plateau_of_maps_periodic_steps_but_not_irregular_breakpoints() -> None:
-    periodic = ParameterSteps(LayerKind.CONV, "out_channels", True, period=16)
-    irregular = ParameterSteps(LayerKind.CONV, "channels", True, breakpoints=(4, 8, 11, 15))
-    prs = RepresentativeSet("t", (periodic, irregular))
-    layer = LayerConfig.create("conv", channels=9, height=8, width=8, out_channels=20, kernel=3)
-    mapped = prs.plateau_of(layer)
-    assert mapped.out_channels == 32
-    # breakpoints found on the sweep's base layer (kernel 3) do not carry over to other layers
-    assert mapped.channels == 9
-    grouped = layer.with_params(channels=4, out_channels=20, groups=4)
-    assert prs.plateau_of(grouped) == grouped

@@ -3,15 +3,18 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import fake_targets
 import numpy as np
 import pandas as pd
 import pytest
 from fake_targets import REORDER_US, WALL_OVERHEAD_US, NoisyFakeTarget, SlowTarget
 
 from prmodel.layers import LayerConfig
+from prmodel.measure import runner
 from prmodel.measure.runner import (
     CANARY_LAYER,
     MeasureSettings,
+    measure_and_read,
     measure_layers,
     relative_ci,
     run_sweep,
@@ -71,6 +74,19 @@ def test_measure_layers_returns_requested_rows_in_order(
     assert set(store.frame(plan="t")["out_channels"]) == {1, 3, 9}
 
 
+def test_measure_and_read_also_reports_the_sweep(
+    store: MeasurementStore, analytic_target: AnalyticTarget
+) -> None:
+    run_sweep(convs(1, 2), analytic_target, store=store, progress=False)
+    result = measure_and_read(convs(2, 3, 3), analytic_target, store=store, progress=False)
+    assert list(result.frame["out_channels"]) == [2, 3]
+    assert (result.report.requested, result.report.measured, result.report.skipped) == (2, 1, 1)
+    failing = NoisyFakeTarget(fail_prepare=frozenset({5}), deterministic=True)
+    result = measure_and_read(convs(5, 6), failing, store=store, progress=False)
+    assert list(result.frame["out_channels"]) == [6]  # a failed layer has no row
+    assert result.report.failed == 1
+
+
 def test_new_fingerprint_is_measured_again(store: MeasurementStore) -> None:
     layers = convs(1, 2)
     run_sweep(layers, AnalyticTarget(), store=store, progress=False)
@@ -110,13 +126,39 @@ def test_noise_needs_more_rounds_and_stops_at_max(store: MeasurementStore) -> No
     assert all((frame["latency_us"] >= frame["min_us"]) & (frame["latency_us"] <= frame["p90_us"]))
 
 
-def test_batch_is_sized_to_batch_ms(store: MeasurementStore) -> None:
-    # a 1 ms sleep per run() of 2 warm-up calls: about 0.5 ms a call -> ~10 calls for 5 ms
+class FakeClock:
+    """The runner's clock, advanced only by the fake target's sleeps: timings are exact."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.mark.parametrize(
+    ("batch_ms", "calls"),
+    [
+        (5.2, 11),  # 5.2 ms / 0.5 ms a call = 10.4, rounded up
+        (50.0, 12),  # 100 calls wanted, capped at max_calls
+        (0.7, 3),  # 2 calls wanted, raised to min_calls
+    ],
+)
+def test_batch_is_sized_to_batch_ms(
+    store: MeasurementStore, monkeypatch: pytest.MonkeyPatch, batch_ms: float, calls: int
+) -> None:
+    # each run() sleeps 1 ms on the fake clock: 2 warm-up calls take 0.5 ms a call
+    clock = FakeClock()
+    monkeypatch.setattr(runner, "time", clock)
+    monkeypatch.setattr(fake_targets, "time", clock)
     target = NoisyFakeTarget(delay_ms=1.0)
-    settings = MeasureSettings(warmup_calls=2, batch_ms=5.0, min_calls=3, max_calls=12)
+    settings = MeasureSettings(warmup_calls=2, batch_ms=batch_ms, min_calls=3, max_calls=12)
     frame = measure_layers(convs(8), target, store=store, settings=settings, progress=False)
-    calls = extra(frame)[0]["calls_per_round"]
-    assert 3 <= calls <= 12
+    assert extra(frame)[0]["calls_per_round"] == calls
+    assert frame["n"][0] == calls * frame["rounds"][0]
 
 
 def test_canary_discards_disturbed_rounds(store: MeasurementStore) -> None:

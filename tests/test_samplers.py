@@ -1,4 +1,4 @@
-"""Samplers and the design of the initial 1-D sweeps."""
+"""Samplers: PR, random and adaptive draws under a budget."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ import numpy as np
 import pytest
 
 from prmodel.layers import LayerConfig, LayerKind
+from prmodel.select.network_prior import NetworkSampler
 from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.select.samplers import (
+    SAMPLER_NAMES,
     AdaptiveSampler,
     PRSampler,
     RandomSampler,
     SamplingError,
-    initial_sweeps,
+    log_feature_fit_predict,
+    make_sampler,
     perturb,
-    sweep_values,
 )
-from prmodel.select.spaces import Choice, IntRange, default_space
+from prmodel.select.spaces import Choice, default_space
 from prmodel.targets.analytic import AnalyticTarget
-from prmodel.targets.profiles import StepHint, builtin_profile
 
 
 def _cpu_like_set() -> RepresentativeSet:
@@ -238,8 +239,6 @@ def test_adaptive_sampler_drops_layers_that_fail_to_measure() -> None:
 
 
 def test_default_fit_predict_learns_a_simple_latency() -> None:
-    from prmodel.select.samplers import log_feature_fit_predict
-
     target = AnalyticTarget()
     layers = RandomSampler().sample("dense", 120, seed=0)
     y = np.array([target.latency_us(x) for x in layers])
@@ -247,38 +246,36 @@ def test_default_fit_predict_learns_a_simple_latency() -> None:
     assert np.median(np.abs(predicted / y[100:] - 1)) < 0.25
 
 
-# -- initial sweeps -----------------------------------------------------------------------------
+# -- make_sampler -------------------------------------------------------------------------------
 
 
-def test_sweep_values_follow_the_hint() -> None:
-    dim = IntRange(1, 1024)
-    assert sweep_values(dim, StepHint((16,))) == tuple(range(1, 65))
-    blocked = sweep_values(dim, StepHint((16,), starts=(15,), step=4))
-    assert blocked == (*range(1, 16), *range(16, 80, 4))
-    plain = sweep_values(dim, None)
-    assert plain[:32] == tuple(range(1, 33)) and plain[-1] == 1024 and len(plain) <= 40
-    assert sweep_values(IntRange(1, 20), None) == tuple(range(1, 21))
-
-
-def test_initial_sweeps_are_architecture_aware_plans() -> None:
-    sweeps = initial_sweeps(["conv", "dense"], profile=builtin_profile("ort-cpu-avx512"))
-    by_name = {(s.kind.value, s.parameter): s for s in sweeps}
-    assert set(by_name) == {
-        ("conv", "channels"),
-        ("conv", "out_channels"),
-        ("conv", "height"),
-        ("dense", "channels"),
-        ("dense", "out_channels"),
+def test_make_sampler_builds_every_sampler_by_name() -> None:
+    network = {"net": [LayerConfig.create("dense", channels=64, out_channels=32)]}
+    built = {
+        "pr": make_sampler("pr", representatives=_cpu_like_set()),
+        "random": make_sampler("random", space=default_space("dense")),
+        "adaptive": make_sampler("adaptive", measure=lambda layers: np.ones(len(layers))),
+        "networks": make_sampler("networks", networks=network, random_share=0.5),
     }
-    out = by_name[("conv", "out_channels")]
-    assert out.values == tuple(range(1, 65))
-    assert out.plan.name == "initial-conv-out_channels" and out.plan.mode == "sweep"
-    assert [x.out_channels for x in out.plan.layers()] == list(out.values)
-    assert by_name[("dense", "out_channels")].values == tuple(range(1, 129))
-    channels = by_name[("conv", "channels")].values
-    assert all(v % 4 == 0 for v in channels if v > 15)
-    height = by_name[("conv", "height")]
-    assert height.plan.mode == "points"  # width follows height
-    assert all(x.width == x.height for x in height.plan.layers())
-    space = default_space("conv")
-    assert all(space.limits.allows(x) for s in sweeps for x in s.layers)
+    assert set(built) == set(SAMPLER_NAMES)
+    assert isinstance(built["pr"], PRSampler) and isinstance(built["random"], RandomSampler)
+    assert isinstance(built["adaptive"], AdaptiveSampler)
+    assert isinstance(built["networks"], NetworkSampler)
+    assert built["networks"].random_share == 0.5
+    assert built["adaptive"].fit_predict is log_feature_fit_predict
+    drawn = built["pr"].sample("conv", 20, seed=3)
+    assert drawn == PRSampler(_cpu_like_set()).sample("conv", 20, seed=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("pr", "needs a Performance Representatives set"),
+        ("adaptive", "needs a measure function"),
+        ("networks", "needs at least one network"),
+        ("bogus", "unknown sampler 'bogus'"),
+    ],
+)
+def test_make_sampler_says_what_is_missing(name: str, message: str) -> None:
+    with pytest.raises(SamplingError, match=message):
+        make_sampler(name)

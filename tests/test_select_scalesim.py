@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from prmodel.layers import LayerKind
-from prmodel.select.representatives import run_selection
 from prmodel.targets import get_target
+from prmodel.workflows.selection import run_selection
 from prmodel.workspace import Workspace
 
 pytest.importorskip("scalesim")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -141,8 +142,6 @@ def test_register_target_keeps_fingerprint(store: MeasurementStore) -> None:
 
 
 def test_machine_speed_by_hour_from_the_canary(store: MeasurementStore) -> None:
-    from dataclasses import replace
-
     # two points in hour 04 with the canary at 100 and 110 µs, one in hour 05 at 90 µs
     readings = [(1, "2026-11-27T04:10:00+00:00", 100.0), (2, "2026-11-27T04:50:00+00:00", 110.0),
                 (3, "2026-11-27T05:05:00+00:00", 90.0)]  # fmt: skip

@@ -14,13 +14,9 @@ import pytest
 from prmodel.layers import LayerConfig
 from prmodel.targets import Benchmark, LayerBuildError, Target, TargetError, get_target
 from prmodel.targets.base import fingerprint_hash
+from prmodel.targets.cpu import ISA_FLAGS
 from prmodel.targets.onnxruntime import target as ort_target
-from prmodel.targets.onnxruntime.target import (
-    LAYOUT_OPS,
-    OnnxRuntimeTarget,
-    onnxruntime_target_infos,
-    split_trace,
-)
+from prmodel.targets.onnxruntime.target import LAYOUT_OPS, OnnxRuntimeTarget, split_trace
 
 CONV = LayerConfig.create("conv", channels=16, height=14, width=14, out_channels=16, kernel=3)
 CONV_ADD_RELU = CONV.with_params(residual=True, activation="relu")
@@ -94,26 +90,9 @@ def test_fingerprint_names_hardware_and_settings() -> None:
     assert fingerprint["opt_level"] == "extended"
     assert fingerprint["cpu_model"]
     assert fingerprint["logical_cores"] >= 1
-    assert set(fingerprint["isa"]) <= set(ort_target._ISA_FLAGS)
+    assert set(fingerprint["isa"]) <= set(ISA_FLAGS)
     assert fingerprint_hash(fingerprint) == fingerprint_hash(target.fingerprint())
     assert fingerprint_hash(fingerprint) != fingerprint_hash(get_target("cpu").fingerprint())
-
-
-def test_fingerprint_reads_cpuinfo_flags() -> None:
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        pytest.skip("no /proc/cpuinfo")
-    flags_line = next(
-        (
-            line
-            for line in cpuinfo.read_text().splitlines()
-            if line.startswith(("flags", "Features"))
-        ),
-        "",
-    )
-    present = set(flags_line.partition(":")[2].split())
-    expected = [flag for flag in ort_target._ISA_FLAGS if flag in present]
-    assert ort_target.cpu_fingerprint()["isa"] == expected
 
 
 def test_session_options_match_the_target(tmp_path: Path) -> None:
@@ -131,7 +110,7 @@ def test_session_options_match_the_target(tmp_path: Path) -> None:
 
 
 def test_target_infos_list_installed_and_well_known_providers() -> None:
-    infos = {info.name: info for info in onnxruntime_target_infos()}
+    infos = {info.name: info for info in OnnxRuntimeTarget.target_infos()}
     assert infos["cpu"].available
     assert {ort_target.short_name(p) for p in INSTALLED} <= set(infos)
     for name in ("cuda", "tensorrt", "openvino", "coreml", "dml"):

@@ -12,14 +12,9 @@ import numpy as np
 import pytest
 
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.targets import Benchmark, Target, get_target
+from prmodel.targets import Benchmark, Target, get_target, scalesim
 from prmodel.targets.base import LayerBuildError, TargetError, fingerprint_hash
-from prmodel.targets.scalesim import (
-    ScaleSimTarget,
-    gemm_view,
-    scalesim_target_info,
-    scalesim_version,
-)
+from prmodel.targets.scalesim import ScaleSimTarget, gemm_view, scalesim_version
 
 pytestmark = pytest.mark.skipif(scalesim_version() is None, reason="scalesim is not installed")
 
@@ -131,7 +126,7 @@ def test_depthwise_equals_scalesim_dp_expansion(tmp_path: Path, dataflow: str) -
 
 
 def test_design_example_32x32_ws_plateaus() -> None:
-    """DESIGN.md: 2609 / 5219 / 7829 / 10439 cycles for 1-32, 33-64, ... output channels.
+    """docs/targets.md (SCALE-Sim): 2609 / 5219 / 7829 / 10439 cycles for 1-32, 33-64, ... outputs.
 
     The layer: a 3x3 conv over 32 channels at 14x14 with padding 1 (T = 196 output pixels,
     window 288 = 9 row folds of 32).
@@ -342,8 +337,6 @@ def test_benchmark_replays_the_simulated_latency() -> None:
 
 
 def test_results_are_deterministic_across_instances_and_cache() -> None:
-    from prmodel.targets import scalesim
-
     layers = [conv(out_channels=n) for n in (3, 17, 40)]
     first = [ScaleSimTarget(rows=8, cols=16).simulate(layer) for layer in layers]
     scalesim._simulate.cache_clear()
@@ -428,10 +421,8 @@ def test_bad_profile_names_the_file(tmp_path: Path, text: str, message: str) -> 
 
 
 def test_without_scalesim_fast_works_and_full_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    from prmodel.targets import scalesim
-
     monkeypatch.setattr(scalesim, "scalesim_version", lambda: None)
-    info = scalesim_target_info()
+    (info,) = ScaleSimTarget.target_infos()
     assert not info.available and "pip install" in info.note
     assert ScaleSimTarget().latency_us(conv()) > 0
     with pytest.raises(TargetError, match="mode=full needs the scalesim package"):
@@ -439,7 +430,7 @@ def test_without_scalesim_fast_works_and_full_is_refused(monkeypatch: pytest.Mon
 
 
 def test_target_info_when_installed() -> None:
-    info = scalesim_target_info()
+    (info,) = ScaleSimTarget.target_infos()
     assert info.name == "scalesim" and info.available
     assert info.note == f"scalesim {scalesim_version()}"
 

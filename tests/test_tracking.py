@@ -1,4 +1,4 @@
-"""Tests of MLflow tracking: a training run read back with mlflow.search_runs."""
+"""Tests of MLflow tracking: a logged training report read back with mlflow.search_runs."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest
 from prmodel.layers import LayerConfig
 from prmodel.measure.frames import layers_to_frame
 from prmodel.targets.analytic import AnalyticTarget
-from prmodel.train.tracking import experiment_name, tracking_uri_for
-from prmodel.train.training import TrainSettings, train_models
+from prmodel.train.tracking import experiment_name, log_training, mlflow_session, tracking_uri_for
+from prmodel.train.training import TrainingReport, TrainSettings, train_models
 from prmodel.workspace import Workspace
 
 TARGET = AnalyticTarget()
@@ -59,8 +59,8 @@ def artifact_paths(client: object, run_id: str, path: str | None = None) -> set[
     return found
 
 
-def train(workspace: Workspace, regressor: str, pr_file: Path | None = None) -> object:
-    return train_models(
+def train(workspace: Workspace, regressor: str, pr_file: Path | None = None) -> TrainingReport:
+    report = train_models(
         measured(80, seed=0),
         target_id=TARGET.target_id,
         fingerprint=TARGET.fingerprint(),
@@ -70,13 +70,12 @@ def train(workspace: Workspace, regressor: str, pr_file: Path | None = None) -> 
         representatives_path=pr_file,
         progress=False,
     )
+    return log_training(report, workspace=workspace)
 
 
 def test_run_is_logged_with_metrics_plots_and_model(
     workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mlflow
-
     uri = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     # A user's own tracking store keeps MLflow's default artifact root, ./mlruns: not the repo.
@@ -84,43 +83,42 @@ def test_run_is_logged_with_metrics_plots_and_model(
     pr_file = workspace.representatives_path(TARGET.target_id)
     pr_file.write_text("target_id: analytic-b16-l8\nparameters: []\n")
     report = train(workspace, "xgboost", pr_file)
-    (result,) = report.results  # type: ignore[attr-defined]
-    assert report.tracking_uri == uri  # type: ignore[attr-defined]
+    (result,) = report.results
+    assert report.tracking_uri == uri
     assert not (workspace.root / "mlflow.db").exists()
+    assert result.run_id is not None and result.test_metrics is not None
 
-    mlflow.set_tracking_uri(uri)
-    runs = mlflow.search_runs(experiment_names=[experiment_name(TARGET.target_id)])
-    assert len(runs) == 1
-    run = runs.iloc[0]
-    assert run["run_id"] == result.run_id
-    assert run["metrics.test_mape"] == pytest.approx(result.test_metrics["mape"])
-    assert run["metrics.cv_mape"] == pytest.approx(result.cv_mape)
-    assert run["params.regressor"] == "xgboost"
-    assert run["params.training_digest"] == result.training_digest
-    assert run["params.hp_max_depth"] == str(result.params["max_depth"])
-    assert run["tags.kind"] == "dense"
+    with mlflow_session(uri) as mlflow:
+        runs = mlflow.search_runs(experiment_names=[experiment_name(TARGET.target_id)])
+        assert len(runs) == 1
+        run = runs.iloc[0]
+        assert run["run_id"] == result.run_id
+        assert run["metrics.test_mape"] == pytest.approx(result.test_metrics["mape"])
+        assert run["metrics.cv_mape"] == pytest.approx(result.cv_mape)
+        assert run["params.regressor"] == "xgboost"
+        assert run["params.training_digest"] == result.training_digest
+        assert run["params.hp_max_depth"] == str(result.params["max_depth"])
+        assert run["tags.kind"] == "dense"
 
-    paths = artifact_paths(mlflow.MlflowClient(), result.run_id)
-    assert {
-        "plots/predicted_vs_measured.png",
-        "plots/error_histogram.png",
-        "plots/error_by_parameter.png",
-        "optuna/trials.csv",
-        "optuna/best.json",
-        "target_fingerprint.json",
-        "training_rows.sha256",
-        f"representatives/{pr_file.name}",
-        "trained_model/model_card.json",
-        "trained_model/model.ubj",
-    } <= paths
-    logged = mlflow.search_logged_models(
-        experiment_ids=[run["experiment_id"]], output_format="list"
-    )
-    assert len(logged) == 1 and logged[0].source_run_id == result.run_id
-    # the MLflow copy loads with MLflow's own flavour and agrees with the saved model
-    import mlflow.xgboost
-
-    booster = mlflow.xgboost.load_model(f"models:/{logged[0].model_id}")
+        paths = artifact_paths(mlflow.MlflowClient(), result.run_id)
+        assert {
+            "plots/predicted_vs_measured.png",
+            "plots/error_histogram.png",
+            "plots/error_by_parameter.png",
+            "optuna/trials.csv",
+            "optuna/best.json",
+            "target_fingerprint.json",
+            "training_rows.sha256",
+            f"representatives/{pr_file.name}",
+            "trained_model/model_card.json",
+            "trained_model/model.ubj",
+        } <= paths
+        logged = mlflow.search_logged_models(
+            experiment_ids=[run["experiment_id"]], output_format="list"
+        )
+        assert len(logged) == 1 and logged[0].source_run_id == result.run_id
+        # the MLflow copy loads with MLflow's own flavour and agrees with the saved model
+        booster = mlflow.xgboost.load_model(f"models:/{logged[0].model_id}")
     features = np.log1p(result.model.feature_spec_.transform(list(result.test_layers)))
     np.testing.assert_allclose(np.exp(booster.predict(features)), result.test_predicted, rtol=1e-5)
 
@@ -128,15 +126,14 @@ def test_run_is_logged_with_metrics_plots_and_model(
 def test_default_store_is_the_workspace(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import mlflow
-
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert tracking_uri_for(workspace) == workspace.mlflow_uri
-    (result,) = train(workspace, "ridge").results  # type: ignore[attr-defined]
+    (result,) = train(workspace, "ridge").results
     assert (workspace.root / "mlflow.db").is_file()
-    mlflow.set_tracking_uri(workspace.mlflow_uri)
-    run = mlflow.get_run(result.run_id)
-    assert run.data.metrics["test_n"] == 30
-    assert run.info.artifact_uri.startswith(workspace.mlflow_artifacts_dir.as_uri())
-    paths = artifact_paths(mlflow.MlflowClient(), result.run_id)
+    assert result.run_id is not None
+    with mlflow_session(workspace.mlflow_uri) as mlflow:
+        run = mlflow.get_run(result.run_id)
+        assert run.data.metrics["test_n"] == 30
+        assert run.info.artifact_uri.startswith(workspace.mlflow_artifacts_dir.as_uri())
+        paths = artifact_paths(mlflow.MlflowClient(), result.run_id)
     assert "trained_model/model.skops" in paths

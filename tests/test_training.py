@@ -10,7 +10,9 @@ from analytic_fixtures import PR, TARGET, random_dense
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.measure.frames import layers_to_frame
 from prmodel.select.representatives import ParameterSteps, RepresentativeSet
-from prmodel.train.model import REGRESSORS, LatencyModel, ModelError, load_models
+from prmodel.train.artifacts import load_models
+from prmodel.train.model import LatencyModel
+from prmodel.train.regressors import DEFAULT_PARAMS, REGRESSORS, ModelError
 from prmodel.train.training import (
     OverlapWarning,
     TrainSettings,
@@ -74,11 +76,14 @@ def test_trains_accurate_model_on_deterministic_data(
         test_frame=test_frame,
         representatives=PR,
         workspace=workspace,
-        track=False,
         progress=False,
     )
     (result,) = report.results
     assert report.fingerprint_hash == "fp0"
+    assert report.settings == FAST
+    # training saves the model but logs nothing: that is the caller's choice (tracking)
+    assert report.tracking_uri is None and result.run_id is None
+    assert not (workspace.root / "mlflow.db").exists()
     assert result.kind is LayerKind.DENSE
     assert result.train_rows == 240
     assert len(result.test_layers) == 80
@@ -129,7 +134,8 @@ def test_same_seed_repeats_exactly(train_frame: pd.DataFrame) -> None:
 def test_defaults_without_tuning(train_frame: pd.DataFrame) -> None:
     result = train_kind(train_frame, kind="dense", settings=TrainSettings(trials=0, folds=3))
     assert result.cv_mape is None and result.tuning is None
-    assert result.params["n_estimators"] == 600
+    assert result.params == DEFAULT_PARAMS["xgboost"]
+    assert result.model.estimator_.get_params()["n_estimators"] == 600
     assert result.test_metrics is None
 
 
@@ -223,7 +229,7 @@ def test_refuses_unusable_training_data(
 ) -> None:
     frame = change(train_frame)  # type: ignore[operator]
     with pytest.raises(ModelError, match=message):
-        train_models(frame, target_id=TARGET.target_id, settings=FAST, track=False, progress=False)
+        train_models(frame, target_id=TARGET.target_id, settings=FAST, progress=False)
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
 import pytest
 
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.train import treeforest
-from prmodel.train.model import DEFAULT_PARAMS, LatencyModel, build_regressor
+from prmodel.train.artifacts import save_model
+from prmodel.train.model import LatencyModel
+from prmodel.train.regressors import DEFAULT_PARAMS, build_regressor
 from prmodel.train.treeforest import TreeForest, TreeForestError, _UbjReader
 
 xgb = pytest.importorskip("xgboost")
@@ -106,7 +109,7 @@ def test_values_on_and_next_to_thresholds_follow_xgboost(tmp_path: Path, fmt: st
 
 
 @pytest.mark.parametrize("seed", [0, 7])
-def test_model_store_regressor_equals_xgboost(tmp_path: Path, seed: int) -> None:
+def test_built_xgboost_regressor_equals_xgboost(tmp_path: Path, seed: int) -> None:
     # Exactly the settings prmodel trains with, on log-scaled features as it does.
     model = build_regressor("xgboost", DEFAULT_PARAMS["xgboost"], seed=seed, n_jobs=1)
     x, y = regression_data(seed)
@@ -133,7 +136,7 @@ def test_latency_model_artifact_equals_its_estimator(tmp_path: Path) -> None:
     ]
     model = LatencyModel(LayerKind.DENSE, params={"n_estimators": 60})
     model.fit(layers, [target.latency_us(layer) for layer in layers])
-    model.save(tmp_path, target_id=target.target_id, fingerprint_hash="abc")
+    save_model(model, tmp_path, target_id=target.target_id, fingerprint_hash="abc")
     features = np.log1p(model.feature_spec_.transform(layers[:60]))
     forest = TreeForest.load(tmp_path / "model.ubj")
     np.testing.assert_allclose(
@@ -231,8 +234,6 @@ def test_no_rows_give_no_predictions(tmp_path: Path) -> None:
 
 
 def categorical_model(tmp_path: Path) -> Path:
-    import pandas as pd
-
     x, y = regression_data(0)
     frame = pd.DataFrame(x[:, :2], columns=["a", "b"])
     frame["c"] = pd.Categorical(np.where(x[:, 2] > 5, "big", "small"))

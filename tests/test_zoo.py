@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 
 from prmodel.errors import PrmodelError
@@ -26,8 +27,6 @@ HAS_TORCH = importlib.util.find_spec("torch") is not None
 
 
 def _run(model: onnx.ModelProto, batch: int, size: int = 32) -> np.ndarray:
-    import onnxruntime as ort
-
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
     session = ort.InferenceSession(

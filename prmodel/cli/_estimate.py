@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
+import pandas as pd
 import typer
+from rich.table import Table
 
 from prmodel.cli._common import (
     JsonOption,
@@ -16,13 +19,13 @@ from prmodel.cli._common import (
     print_json,
     print_table,
 )
+from prmodel.estimate.calibration import MAX_SUM_RATIO, Calibration, calibration_path
+from prmodel.estimate.compare import Comparison
+from prmodel.estimate.estimator import NetworkEstimate
+from prmodel.networks import NetworkMeasureSettings, parse_input_shapes
+from prmodel.targets import get_target
+from prmodel.workflows.calibrate import calibrate_workspace, estimate_network
 from prmodel.workspace import Workspace
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from prmodel.estimate.calibration import Calibration
-    from prmodel.estimate.estimator import Comparison, NetworkEstimate, NetworkMeasureSettings
 
 InputShapeOption = Annotated[
     list[str] | None,
@@ -85,31 +88,19 @@ def estimate(
 
     Example: prmodel estimate resnet50.onnx --target cpu --measure
     """
-    from concurrent.futures import ThreadPoolExecutor
-
-    from prmodel.estimate.estimator import (
-        Estimator,
-        NetworkMeasureSettings,
-        compare,
-        measure_network,
-    )
-    from prmodel.estimate.kernels import load_network, network_kernels, parse_input_shapes
-    from prmodel.targets import get_target
-
-    network = load_network(model, input_shapes=parse_input_shapes(input_shape or ()))
+    shapes = parse_input_shapes(input_shape or ())
     resolved = get_target(target)
-    # ORT's optimizer releases the GIL: map kernels while the models load (imports dominate).
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        kernels = pool.submit(network_kernels, network, resolved, strict=not allow_unmapped)
-        estimator = Estimator.load(Workspace.at(workspace), resolved)
-        result = estimator.predict(kernels.result())
-    comparison = None
-    if measure:
-        with err_console.status(f"measuring {network.name} on {result.target_id} ..."):
-            measurement = measure_network(
-                network, estimator.target, settings=NetworkMeasureSettings(rounds=rounds)
-            )
-        comparison = compare(result, measurement)
+    settings = NetworkMeasureSettings(rounds=rounds) if measure else None
+    waiting = err_console.status(f"measuring {model.stem} on {resolved.target_id} ...")
+    with waiting if measure else nullcontext():
+        result, comparison = estimate_network(
+            model,
+            resolved,
+            workspace=workspace,
+            input_shapes=shapes,
+            strict=not allow_unmapped,
+            measure=settings,
+        )
     table = comparison.layers if comparison is not None else result.layers
     if csv is not None:
         csv.parent.mkdir(parents=True, exist_ok=True)
@@ -146,13 +137,9 @@ def calibrate(
 
     Example: prmodel calibrate --target cpu benchmarks/networks/*.onnx
     """
-    from prmodel.estimate import estimator as est
-    from prmodel.estimate.calibration import calibration_path
-    from prmodel.estimate.kernels import parse_input_shapes
-
     ws = Workspace.at(workspace)
-    loaded = est.Estimator.load(ws, target, calibrated=False)
-    settings = est.NetworkMeasureSettings(rounds=rounds)
+    resolved = get_target(target)
+    settings = NetworkMeasureSettings(rounds=rounds)
     shapes = parse_input_shapes(input_shape or ())
 
     def progress(comparison: Comparison) -> None:
@@ -164,17 +151,16 @@ def calibrate(
             highlight=False,
         )
 
-    with err_console.status(f"measuring {len(networks)} network(s) on {loaded.target.target_id}"):
-        result = est.calibrate(
+    with err_console.status(f"measuring {len(networks)} network(s) on {resolved.target_id}"):
+        result = calibrate_workspace(
             networks,
-            loaded.target,
-            loaded.models,
+            resolved,
             workspace=ws,
             input_shapes=shapes,
             settings=settings,
             on_network=progress,
         )
-    path = calibration_path(ws, loaded.target.target_id)
+    path = calibration_path(ws, result.target_id)
     if json_output:
         print_json({**result.to_dict(), "path": str(path)})
         return
@@ -186,8 +172,6 @@ def calibrate(
 
 
 def _print_estimate(result: NetworkEstimate, table: pd.DataFrame, *, all_rows: bool) -> None:
-    from rich.table import Table
-
     shown = table if all_rows else table[table["status"] != "free"]
     measured = "measured_us" in table.columns
     grid = Table(title=f"{result.network} on {result.target_id}")
@@ -277,8 +261,6 @@ def _print_comparison(comparison: Comparison) -> None:
 
 
 def _print_calibration(result: Calibration, settings: NetworkMeasureSettings) -> None:
-    from prmodel.estimate.calibration import MAX_SUM_RATIO
-
     rows = [
         {
             "network": n.name,

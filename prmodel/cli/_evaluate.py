@@ -17,6 +17,8 @@ from prmodel.cli._common import (
     print_table,
 )
 from prmodel.errors import PrmodelError
+from prmodel.layers import parse_kind
+from prmodel.targets import get_target
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -73,10 +75,10 @@ def evaluate(
 
     Example: prmodel evaluate --target cpu --budgets 100,300,1000 --kinds conv,dense --seeds 3
     """
-    from prmodel.layers import parse_kind
-    from prmodel.targets import get_target
-    from prmodel.workflows.evaluation import EvaluationSettings, log_evaluation, write_report
-    from prmodel.workflows.evaluation import evaluate as run_evaluation
+    # Function-level: the evaluation workflow imports optuna (through training) and MLflow's
+    # helpers, which `prmodel estimate` must not load just because every command is registered.
+    from prmodel.workflows.evaluation import EvaluationSettings
+    from prmodel.workflows.reports import evaluate_and_report
 
     settings = EvaluationSettings(
         kinds=tuple(parse_kind(k) for k in _split(kinds, "kinds")),
@@ -89,24 +91,23 @@ def evaluate(
         noise_points=noise_points,
     )
     resolved = get_target(target)
-    ws = Workspace.at(workspace).create()
     for path in networks or []:
         if not path.is_file():
             raise EvaluateCommandError(f"network file {path} does not exist")
-    result = run_evaluation(
+    report = evaluate_and_report(
         resolved,
-        workspace=ws,
+        workspace=Workspace.at(workspace),
         settings=settings,
-        networks=[str(p) for p in networks or []],
+        networks=networks or [],
+        folder=out,
+        track=track,
         progress=not as_json,
     )
-    folder = out or ws.results_dir / resolved.target_id
-    files = write_report(result, folder)
-    run_id = log_evaluation(result, workspace=ws, files=files) if track else None
     if as_json:
-        print_json({**result.to_dict(), "files": [str(f) for f in files], "run_id": run_id})
+        files = [str(f) for f in report.files]
+        print_json({**report.result.to_dict(), "files": files, "run_id": report.run_id})
         return
-    _render(result, folder, run_id)
+    _render(report.result, report.folder, report.run_id)
 
 
 def _split(text: str, option: str) -> list[str]:

@@ -15,7 +15,9 @@ from prmodel.cli._common import (
     print_json,
     print_table,
 )
+from prmodel.cli._select import parse_kinds
 from prmodel.cli._sweep import command_help
+from prmodel.targets import get_target
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -62,13 +64,13 @@ def quickstart(
     set; training (logged to MLflow); estimates of three tiny reference networks (and any
     --networks) compared with their measured latency. Every measurement goes to the
     workspace's store, so an interrupted quickstart resumes and a second run measures
-    nothing new. About 6-10 minutes on two CPU cores with the defaults; scale up with
+    nothing new. About 2.5-3 minutes on two CPU cores with the defaults; scale up with
     --budget, --test-size, --trials and --kinds.
 
     Example: prmodel quickstart --target cpu --networks benchmarks/networks/resnet18.onnx
     """
-    from prmodel.cli._select import parse_kinds
-    from prmodel.targets import get_target
+    # Function-level: the quickstart imports optuna and matplotlib (training, tracking), which
+    # `prmodel estimate` must not load just because every command is registered.
     from prmodel.workflows.quickstart import QuickstartSettings, run_quickstart
 
     settings = QuickstartSettings(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -19,13 +19,13 @@ from prmodel.cli._common import (
 )
 from prmodel.errors import PrmodelError
 from prmodel.layers import LayerKind, parse_kind
+from prmodel.measure.runner import MeasureSettings
+from prmodel.select.spaces import ParameterSpace, default_spaces, load_spaces
+from prmodel.targets import get_target
+from prmodel.targets.profiles import profile_for
+from prmodel.workflows.planning import PlanResult, write_plan
+from prmodel.workflows.selection import SelectionResult, run_selection
 from prmodel.workspace import Workspace
-
-if TYPE_CHECKING:
-    from prmodel.layers import LayerConfig
-    from prmodel.select.representatives import SelectionResult
-    from prmodel.select.spaces import ParameterSpace
-    from prmodel.targets.base import Target
 
 KindsOption = Annotated[
     str,
@@ -67,11 +67,34 @@ def parse_kinds(text: str) -> list[LayerKind]:
     return list(dict.fromkeys(parse_kind(name) for name in names))
 
 
+def parse_budget(text: str) -> tuple[int, dict[LayerKind, int]]:
+    """``1000`` or ``conv=2500,400``: the default budget and the per-kind ones."""
+    default: int | None = None
+    per_kind: dict[LayerKind, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        name, _, number = item.rpartition("=")
+        try:
+            value = int(number)
+        except ValueError:
+            raise SelectCommandError(
+                f"--budget {text!r}: {item!r} is not a number of layers (e.g. 400 or conv=2500)"
+            ) from None
+        if value < 1:
+            raise SelectCommandError(f"--budget {text!r}: the budget must be positive, got {value}")
+        if name:
+            per_kind[parse_kind(name.strip())] = value
+        elif default is None:
+            default = value
+        else:
+            raise SelectCommandError(f"--budget {text!r} gives more than one default budget")
+    if default is None:
+        raise SelectCommandError(f"--budget {text!r} needs a default budget, e.g. conv=2500,400")
+    return default, per_kind
+
+
 def _spaces(path: Path | None) -> dict[LayerKind, ParameterSpace] | None:
     if path is None:
         return None
-    from prmodel.select.spaces import default_spaces, load_spaces
-
     return {**default_spaces(), **load_spaces(path)}
 
 
@@ -104,11 +127,6 @@ def select(
 
     Example: prmodel select --target cpu --kinds conv,dense
     """
-    from prmodel.measure.runner import MeasureSettings
-    from prmodel.select.representatives import run_selection
-    from prmodel.targets import get_target
-    from prmodel.targets.profiles import profile_for
-
     ws = Workspace.at(workspace)
     chosen = get_target(target)
     hardware = profile_for(chosen, override=profile)
@@ -227,178 +245,52 @@ def plan(
 
     Example: prmodel plan --sampler networks --networks benchmarks/networks --budget conv=2500,400
     """
-    from prmodel.measure.plans import plan_from_layers, save_plans
-    from prmodel.targets import get_target
-
-    ws = Workspace.at(workspace)
     default_budget, budgets = parse_budget(budget)
     chosen = get_target(target)
     chosen_kinds = parse_kinds(kinds)
-    spaces = _spaces(space)
-    if sampler == "networks":
-        sample, held = _network_sampler(networks, chosen, spaces, random_share)
-        if kinds == "all":
-            chosen_kinds = [kind for kind in LayerKind if kind in held]
-    elif networks:
+    if networks and sampler != "networks":
         raise SelectCommandError("--networks only applies to --sampler networks")
-    else:
-        sample = _sampler(
-            sampler, chosen, ws, spaces, representatives, draw=draw, progress=not json_output
-        )
-    prefix = name or sampler
-    plans = []
-    for kind in chosen_kinds:
-        layers = sample(kind, budgets.get(kind, default_budget), seed)
-        if layers:
-            plans.append(plan_from_layers(f"{prefix}-{kind.value}", layers, description=sampler))
-    if not plans:
-        raise SelectCommandError(f"the {sampler} sampler produced no layers for {kinds}")
-    path = save_plans(plans, out or ws.sweeps_dir / f"{prefix}-{chosen.target_id}.yaml")
-    rows = [{"plan": p.name, "kind": p.kind.value, "layers": len(p.layers())} for p in plans]
+    result = write_plan(
+        sampler,
+        chosen,
+        workspace=Workspace.at(workspace),
+        budget=default_budget,
+        budgets=budgets,
+        # networks with --kinds all: the kinds the networks hold
+        kinds=None if sampler == "networks" and kinds == "all" else chosen_kinds,
+        seed=seed,
+        spaces=_spaces(space),
+        representatives=representatives,
+        draw=draw,
+        networks=networks or [],
+        random_share=random_share,
+        name=name,
+        out=out,
+        progress=not json_output,
+    )
     if json_output:
-        by_kind = {kind.value: n for kind, n in budgets.items()}
         print_json(
             {
-                "file": str(path),
-                "sampler": sampler,
+                "file": str(result.path),
+                "sampler": result.sampler,
                 "budget": default_budget,
-                "budget_by_kind": by_kind,
-                "plans": rows,
+                "budget_by_kind": {kind.value: n for kind, n in budgets.items()},
+                "plans": result.rows(),
             }
         )
         return
-    print_table(rows, title=f"{sampler} plan, budget {budget} per kind")
-    console.print(f"plan file: {path}  (run it: prmodel sweep {path} --target {target})")
+    _render_plan(result, budget_text=budget, target=target)
 
 
-DrawFn = Callable[[LayerKind, int, int], "list[LayerConfig]"]
-
-
-def parse_budget(text: str) -> tuple[int, dict[LayerKind, int]]:
-    """``1000`` or ``conv=2500,400``: the default budget and the per-kind ones."""
-    default: int | None = None
-    per_kind: dict[LayerKind, int] = {}
-    for item in (part.strip() for part in text.split(",")):
-        name, _, number = item.rpartition("=")
-        try:
-            value = int(number)
-        except ValueError:
-            raise SelectCommandError(
-                f"--budget {text!r}: {item!r} is not a number of layers (e.g. 400 or conv=2500)"
-            ) from None
-        if value < 1:
-            raise SelectCommandError(f"--budget {text!r}: the budget must be positive, got {value}")
-        if name:
-            per_kind[parse_kind(name.strip())] = value
-        elif default is None:
-            default = value
-        else:
-            raise SelectCommandError(f"--budget {text!r} gives more than one default budget")
-    if default is None:
-        raise SelectCommandError(f"--budget {text!r} needs a default budget, e.g. conv=2500,400")
-    return default, per_kind
-
-
-def _network_sampler(
-    paths: list[Path] | None,
-    target: Target,
-    spaces: dict[LayerKind, ParameterSpace] | None,
-    random_share: float,
-) -> tuple[DrawFn, set[LayerKind]]:
-    """The networks sampler over the ONNX files named (folders expanded) and their kinds."""
-    from prmodel.estimate.estimator import network_layers
-    from prmodel.select.network_prior import NetworkSampler
-
-    files: list[Path] = []
-    for path in paths or []:
-        if path.is_dir():
-            found = sorted(path.glob("*.onnx"))
-            if not found:
-                raise SelectCommandError(f"no .onnx files in the folder {path}")
-            files += found
-        elif path.exists():
-            files.append(path)
-        else:
-            raise SelectCommandError(f"network file {path} does not exist")
-    if not files:
-        raise SelectCommandError("--sampler networks needs --networks FILE_OR_FOLDER")
-    layers = network_layers(files, target)
-    sampler = NetworkSampler(layers, spaces, random_share=random_share)
-    held = {layer.kind for found in layers.values() for layer in found}
-    return (lambda kind, budget, seed: sampler.sample(kind, budget, seed=seed)), held
-
-
-def _sampler(
-    name: str,
-    target: Target,
-    ws: Workspace,
-    spaces: dict[LayerKind, ParameterSpace] | None,
-    pr_file: Path | None,
-    *,
-    draw: str,
-    progress: bool,
-) -> DrawFn:
-    from prmodel.select.samplers import SAMPLERS, PRSampler, RandomSampler
-
-    if name == "pr":
-        from prmodel.select.representatives import RepresentativeSet
-
-        path = pr_file or ws.representatives_path(target.target_id)
-        if not path.exists():
-            raise SelectCommandError(
-                f"no Performance Representatives at {path}: run "
-                f"`prmodel select --target {target.name}` first or pass --representatives"
+def _render_plan(result: PlanResult, *, budget_text: str, target: str) -> None:
+    for kind, rounds in result.rounds.items():
+        for number, step in enumerate(rounds, start=1):
+            console.print(
+                f"{kind.value} round {number}: batch MAPE {step['batch_mape']:.1f} %, "
+                f"{100 * step['above_threshold']:.0f} % above 10 %, "
+                f"{int(step['neighbours'])} neighbours added"
             )
-        pr = PRSampler(RepresentativeSet.load(path), spaces, draw=draw)
-        return lambda kind, budget, seed: pr.sample(kind, budget, seed=seed)
-    if name == "random":
-        random = RandomSampler(spaces)
-        return lambda kind, budget, seed: random.sample(kind, budget, seed=seed)
-    if name == "adaptive":
-        return _adaptive(target, ws, spaces, progress=progress)
-    choices = ", ".join((*SAMPLERS, "networks"))
-    raise SelectCommandError(f"unknown sampler {name!r} (samplers: {choices})")
-
-
-def _adaptive(
-    target: Target,
-    ws: Workspace,
-    spaces: dict[LayerKind, ParameterSpace] | None,
-    *,
-    progress: bool,
-) -> DrawFn:
-    from prmodel.select.samplers import AdaptiveSampler, log_feature_fit_predict
-
-    def draw(kind: LayerKind, budget: int, seed: int) -> list[LayerConfig]:
-        measure = _runner_measure(target, ws, plan_name=f"adaptive-{kind.value}", progress=progress)
-        sampler = AdaptiveSampler(spaces, measure=measure, fit_predict=log_feature_fit_predict)
-        layers = sampler.sample(kind, budget, seed=seed)
-        if progress:
-            for number, step in enumerate(sampler.history_, start=1):
-                console.print(
-                    f"{kind.value} round {number}: batch MAPE {step['batch_mape']:.1f} %, "
-                    f"{100 * step['above_threshold']:.0f} % above 10 %, "
-                    f"{int(step['neighbours'])} neighbours added"
-                )
-        return layers
-
-    return draw
-
-
-def _runner_measure(
-    target: Target, ws: Workspace, *, plan_name: str, progress: bool
-) -> Callable[[Any], Any]:
-    import numpy as np
-
-    from prmodel.measure.runner import measure_layers
-    from prmodel.measure.store import MeasurementStore
-
-    def measure(layers: list[LayerConfig]) -> np.ndarray:
-        with MeasurementStore(ws.store_path) as store:
-            frame = measure_layers(
-                layers, target, store=store, progress=progress, plan_name=plan_name
-            )
-        latency = dict(zip(frame["layer_key"], frame["latency_us"], strict=True))
-        return np.array([latency.get(layer.key, np.nan) for layer in layers], dtype=float)
-
-    return measure
+    print_table(result.rows(), title=f"{result.sampler} plan, budget {budget_text} per kind")
+    console.print(
+        f"plan file: {result.path}  (run it: prmodel sweep {result.path} --target {target})"
+    )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import inspect
-import shutil
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -19,12 +19,12 @@ from prmodel.cli._common import (
     print_table,
 )
 from prmodel.errors import PrmodelError
+from prmodel.measure.plans import copy_shipped_plans, find_plans
+from prmodel.measure.recheck import RecheckReport, recheck_store, remeasure_stretches
+from prmodel.measure.runner import MeasureSettings, run_sweep
+from prmodel.measure.store import MeasurementStore
+from prmodel.targets import get_target, list_targets
 from prmodel.workspace import Workspace
-
-if TYPE_CHECKING:
-    from prmodel.measure.plans import SweepPlan
-    from prmodel.measure.recheck import RecheckReport
-    from prmodel.measure.store import MeasurementStore
 
 PlanArguments = Annotated[
     list[Path],
@@ -84,14 +84,8 @@ def sweep(
 
     Example: prmodel sweep sweeps/networks-ort-cpu-t1-all.yaml --max-rounds 7
     """
-    from prmodel.measure.plans import load_plans
-    from prmodel.measure.runner import MeasureSettings, run_sweep
-    from prmodel.measure.store import MeasurementStore
-    from prmodel.targets import get_target
-
     ws = Workspace.at(workspace)
-    loaded = [plan for path in plans for plan in load_plans(_plan_path(path, ws))]
-    _check_distinct(loaded)
+    loaded = find_plans(plans, ws)
     chosen = get_target(target)
     defaults = MeasureSettings()
     if not defaults.min_rounds <= max_rounds <= defaults.max_rounds:
@@ -125,26 +119,6 @@ def sweep(
     console.print(f"store: {ws.store_path}")
 
 
-def _plan_path(path: Path, ws: Workspace) -> Path:
-    """``path`` as given, else in the workspace's sweeps/, else among the shipped plans."""
-    from prmodel.measure.plans import shipped_plans_dir
-
-    if path.exists():
-        return path
-    for folder in (ws.sweeps_dir, shipped_plans_dir()):
-        for candidate in (folder / path, folder / f"{path}.yaml"):
-            if candidate.exists():
-                return candidate
-    return path  # load_plans names it in its error
-
-
-def _check_distinct(plans: list[SweepPlan]) -> None:
-    names = [plan.name for plan in plans]
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise PrmodelError(f"plan name {repeated[0]!r} appears in more than one plan file")
-
-
 def recheck(
     target: TargetOption = "cpu",
     workspace: WorkspaceOption = Path("."),
@@ -174,10 +148,6 @@ def recheck(
 
     Example: prmodel recheck --fix
     """
-    from prmodel.measure.recheck import recheck_store, remeasure_stretches
-    from prmodel.measure.store import MeasurementStore
-    from prmodel.targets import get_target
-
     ws = Workspace.at(workspace)
     _require_store(ws)
     chosen = get_target(target)
@@ -264,8 +234,6 @@ def export(
 
     Example: prmodel export conv.parquet --target cpu --kind conv
     """
-    from prmodel.measure.store import MeasurementStore
-
     ws = Workspace.at(workspace)
     _require_store(ws)
     with MeasurementStore(ws.store_path) as store:
@@ -282,7 +250,6 @@ def _require_store(ws: Workspace) -> None:
 
 
 def _resolve_target_id(store: MeasurementStore, target: str) -> str:
-    from prmodel.targets import get_target
 
     if target in set(store.targets()["target_id"]):
         return target
@@ -295,8 +262,6 @@ def show(workspace: WorkspaceOption = Path("."), json_output: JsonOption = False
 
     Example: prmodel show --workspace my_ws
     """
-    from prmodel.measure.store import MeasurementStore
-
     ws = Workspace.at(workspace)
     _require_store(ws)
     with MeasurementStore(ws.store_path) as store:
@@ -323,9 +288,6 @@ def targets(json_output: JsonOption = False) -> None:
 
     Example: prmodel targets --json
     """
-    from dataclasses import asdict
-
-    from prmodel.targets import list_targets
 
     rows = [asdict(info) for info in list_targets()]
     if json_output:
@@ -343,14 +305,6 @@ def init(
 
     Example: prmodel init my_ws && prmodel sweep my_ws/sweeps/conv_out_channels.yaml -w my_ws
     """
-    from prmodel.measure.plans import shipped_plans_dir
-
     ws = Workspace.at(directory).create()
-    source = shipped_plans_dir()
-    copied = []
-    for plan_file in sorted(source.glob("*.yaml")):
-        destination = ws.sweeps_dir / plan_file.name
-        if not destination.exists():
-            shutil.copyfile(plan_file, destination)
-            copied.append(plan_file.name)
+    copied = copy_shipped_plans(ws)
     console.print(f"workspace {ws.root}: copied {len(copied)} plans into {ws.sweeps_dir}")

@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,23 +20,17 @@ from prmodel.cli._common import (
     print_table,
 )
 from prmodel.errors import PrmodelError
+from prmodel.layers import parse_kind
+from prmodel.targets import get_target
+from prmodel.train.artifacts import list_model_cards
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
-    import pandas as pd
-
-    from prmodel.layers import LayerKind
-    from prmodel.measure.store import MeasurementStore
-    from prmodel.targets import Target
     from prmodel.train.training import TrainingReport
-
-TEST_SEED_OFFSET = 7919
-"""Added to ``--seed`` when drawing a missing test set, so that it differs from a random
-training set drawn with the same seed (overlapping rows would be dropped anyway)."""
 
 
 class TrainCommandError(PrmodelError):
-    """Training data that the train command cannot find in the workspace."""
+    """A training command that cannot run (the MLflow UI exited with an error)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -85,128 +77,36 @@ def train(
 
     Training rows are the measurements of the plan '<train-set>-<kind>' (e.g. pr-conv);
     test rows those of 'test-<kind>', which are drawn at random and measured first if that
-    plan does not exist yet. Models go to trained_models/<target_id>/<kind>/ with a model
-    card; runs are logged to MLflow (see 'prmodel ui').
+    plan does not exist yet (the same layers, drawn with the same seed, that 'prmodel
+    quickstart' and 'prmodel evaluate' test on). Models go to
+    trained_models/<target_id>/<kind>/ with a model card; runs are logged to MLflow (see
+    'prmodel ui').
 
     Example: prmodel train --target cpu --kinds conv,dense --trials 25
     """
-    from prmodel.measure.store import MeasurementStore
-    from prmodel.select.representatives import RepresentativeSet
-    from prmodel.targets import fingerprint_hash, get_target
-    from prmodel.train.training import OverlapWarning, TrainSettings, train_models
+    # Function-level: the training workflow imports optuna (and MLflow's helpers), which
+    # `prmodel estimate` must not load just because every command is registered.
+    from prmodel.train.training import TrainSettings
+    from prmodel.workflows.training import train_target
 
     settings = TrainSettings(
         regressor=regressor, trials=trials, folds=folds, timeout_s=timeout, seed=seed
     )
+    chosen_kinds = [parse_kind(k.strip()) for k in kinds.split(",") if k.strip()] if kinds else None
     ws = Workspace.at(workspace)
-    if not ws.store_path.exists():
-        raise TrainCommandError(f"no measurement store at {ws.store_path}; run 'prmodel sweep'")
-    chosen = get_target(target)
-    fingerprint = chosen.fingerprint()
-    digest = fingerprint_hash(fingerprint)
-    with MeasurementStore(ws.store_path) as store:
-        chosen_kinds = _kinds(store, chosen.target_id, train_set, kinds)
-        train_rows = _concat(
-            [_train_rows(store, chosen.target_id, digest, train_set, k) for k in chosen_kinds]
-        )
-        draw = _TestDraw(size=test_size, seed=seed + TEST_SEED_OFFSET, quiet=json_output)
-        test_rows = _concat(
-            [_test_rows(store, chosen, digest, f"{test_set}-{k.value}", draw) for k in chosen_kinds]
-        )
-    pr_path = ws.representatives_path(chosen.target_id)
-    representatives = RepresentativeSet.load(pr_path) if pr_path.exists() else None
-    if representatives is None and not json_output:
-        err_console.print(f"no PR file at {pr_path}: training without architecture features")
-    with warnings.catch_warnings():
-        # Dropped overlapping test rows are reported in the summary below instead.
-        warnings.simplefilter("ignore", OverlapWarning)
-        report = train_models(
-            train_rows,
-            target_id=chosen.target_id,
-            fingerprint_hash=digest,
-            fingerprint=fingerprint,
-            kinds=chosen_kinds,
-            settings=settings,
-            test_frame=test_rows,
-            representatives=representatives,
-            representatives_path=pr_path if representatives else None,
-            workspace=ws,
-            track=track,
-            progress=not json_output,
-        )
+    report = train_target(
+        get_target(target),
+        workspace=ws,
+        kinds=chosen_kinds,
+        settings=settings,
+        train_set=train_set,
+        test_set=test_set,
+        test_size=test_size,
+        track=track,
+        progress=not json_output,
+        on_note=None if json_output else err_console.print,
+    )
     _render(report, ws, json_output=json_output)
-
-
-def _kinds(
-    store: MeasurementStore, target_id: str, train_set: str, kinds: str | None
-) -> list[LayerKind]:
-    from prmodel.layers import parse_kind
-
-    if kinds:
-        return [parse_kind(k.strip()) for k in kinds.split(",") if k.strip()]
-    prefix = f"{train_set}-"
-    found = []
-    for plan in store.plan_names(target_id=target_id):
-        if plan.startswith(prefix):
-            try:
-                found.append(parse_kind(plan[len(prefix) :]))
-            except PrmodelError:
-                continue  # a plan like 'pr-conv-extra' is not a training set
-    if not found:
-        raise TrainCommandError(
-            f"the store has no training set '{prefix}<kind>' for target {target_id!r}; "
-            "measure one first (prmodel sweep, or the PR sampler)"
-        )
-    return found
-
-
-def _train_rows(
-    store: MeasurementStore, target_id: str, digest: str, train_set: str, kind: LayerKind
-) -> pd.DataFrame:
-    plan = f"{train_set}-{kind.value}"
-    rows = store.frame(target_id=target_id, fingerprint_hash=digest, kind=kind, plan=plan)
-    if rows.empty:
-        raise TrainCommandError(
-            f"plan {plan!r} has no measurements of target {target_id!r} with this machine's "
-            f"fingerprint {digest}"
-        )
-    return rows
-
-
-@dataclass(frozen=True)
-class _TestDraw:
-    """How to draw a missing test set: how many random layers, the seed, and quietly or not."""
-
-    size: int
-    seed: int
-    quiet: bool
-
-
-def _test_rows(
-    store: MeasurementStore, target: Target, digest: str, plan: str, draw: _TestDraw
-) -> pd.DataFrame:
-    kind = plan.rpartition("-")[2]
-    rows = store.frame(target_id=target.target_id, fingerprint_hash=digest, kind=kind, plan=plan)
-    if not rows.empty or draw.size <= 0:
-        return rows
-    from prmodel.measure.runner import measure_layers
-    from prmodel.select.samplers import RandomSampler
-    from prmodel.select.spaces import default_space
-
-    layers = RandomSampler(default_space(kind)).sample(kind, draw.size, seed=draw.seed)
-    if not draw.quiet:
-        err_console.print(
-            f"test set {plan!r} does not exist yet: measuring {len(layers)} random "
-            f"{kind} layers on {target.target_id} (seed {draw.seed})"
-        )
-    return measure_layers(layers, target, store=store, plan_name=plan, progress=not draw.quiet)
-
-
-def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
-    import pandas as pd
-
-    frames = [f for f in frames if not f.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def _render(report: TrainingReport, ws: Workspace, *, json_output: bool) -> None:
@@ -261,8 +161,6 @@ def models(
 
     Example: prmodel models --target cpu
     """
-    from prmodel.train.model import list_model_cards
-
     ws = Workspace.at(workspace)
     target_id = _stored_target_id(ws, target) if target else None
     cards = list_model_cards(ws, target_id)
@@ -296,8 +194,6 @@ def models(
 def _stored_target_id(ws: Workspace, target: str) -> str:
     if (ws.models_dir / target).is_dir():
         return target
-    from prmodel.targets import get_target
-
     return get_target(target).target_id
 
 
@@ -309,6 +205,7 @@ def ui(
 
     Example: prmodel ui --port 5000
     """
+    # Function-level: train.tracking loads optuna and matplotlib, kept off `prmodel estimate`.
     from prmodel.train.tracking import QUIET_ENV, tracking_uri_for
 
     ws = Workspace.at(workspace)

@@ -1,7 +1,7 @@
 """Whole-network calibration: from the sum of per-kernel predictions to the network's latency.
 
 Layers measured alone run with hot caches; inside a network their weights must be fetched
-again, and the runtime adds a little work between kernels (DESIGN.md: the layer sum
+again, and the runtime adds a little work between kernels (docs/calibration.md: the layer sum
 underestimates whole networks by 3-13 %, mostly in weight-heavy layers). A calibration
 fitted from measured networks corrects the total::
 
@@ -24,35 +24,35 @@ which adds a few µs of bookkeeping to every kernel it times, while a network's 
 none of it but pays the runtime's step from kernel to kernel and a fixed cost per run; the
 fit decides the signs.
 
-Which terms are used depends on how many networks were measured. From
-:data:`FULL_FORM_MIN_NETWORKS` on, the total always uses :data:`FULL_FORM`: the scale, the
-capped term, the cached weights (12-56 µs per MB on the twelve recorded runs of the 15
-reference networks in benchmarks/results/runs/) and the offset, which comes out negative (-300
-to -730 µs): the small networks (SqueezeNet 1.1, MobileNet V3 small, 2-5 ms) run closer to
-their layers' lone times than the proportional terms say. On the ten runs recorded before this
-form, left-out MAPE was 2.8-5.2 % (mean 3.95 %, 147 of 150 network estimates within ±10 %)
-with it, 3.0-5.0 % (mean 4.09 %, 140 of 150) without the cached weights, and 4.0-4.8 % (mean
-4.42 %, 133 of 150) with a per-kernel term in place of both. Of the two runs measured after
-this form was chosen, one has every network within ±10 % (3.1 %), the other all but MobileNet
-V3 small (+17 %; 5.0 %). On fourteen later runs that measured the networks with their rounds
-interleaved
-(:func:`prmodel.estimate.estimator.measure_networks`), far less noisy, it scored 2.5-4.1 %
-with every network within ±10 %. Choosing terms by leave-one-out error instead flipped between
-forms from one left-out network to the next and did worse still (4.3-5.8 % on five runs). With
-fewer networks the terms are chosen by leave-one-network-out error among the scale alone and
-the scale plus one other term, so a term is only kept when it predicts networks it was not
-fitted on better. The fit minimises relative errors, the unsigned coefficients non-negative. A
-kernel's calibrated time is never below zero, and a network's total never below the plain sum
-of its kernels' predictions (a network far smaller than the calibration networks would
-otherwise get a negative offset larger than its own context cost). A network whose kernel sum
-is more than 3x off its measurement (a model extrapolating far outside its training set) is
-left out of the fit and named, since it alone would decide every coefficient.
+Which terms are used depends on how many networks were measured. From :data:`FULL_FORM_MIN_NETWORKS`
+on, the total always uses :data:`FULL_FORM`: the scale, the capped term, the cached weights (12-56
+µs per MB on the twelve recorded runs of the 15 reference networks, archived in
+benchmarks/results/archive-2026-11.tar.gz) and the offset, which comes out negative (-300 to -730
+µs): the small networks (SqueezeNet 1.1, MobileNet V3 small, 2-5 ms) run closer to their layers'
+lone times than the proportional terms say. On the ten runs recorded before this form, left-out MAPE
+was 2.8-5.2 % (mean 3.95 %, 147 of 150 network estimates within ±10 %) with it, 3.0-5.0 % (mean 4.09
+%, 140 of 150) without the cached weights, and 4.0-4.8 % (mean 4.42 %, 133 of 150) with a per-kernel
+term in place of both. Of the two runs measured after this form was chosen, one has every network
+within ±10 % (3.1 %), the other all but MobileNet V3 small (+17 %; 5.0 %). On fourteen later runs
+that measured the networks with their rounds interleaved
+(:func:`prmodel.workflows.calibrate.measure_networks`), far less noisy, it scored 2.5-4.1 % with
+every network within ±10 %. Choosing terms by leave-one-out error instead flipped between forms from
+one left-out network to the next and did worse still (4.3-5.8 % on five runs). With fewer networks
+the terms are chosen by leave-one-network-out error among the scale alone and the scale plus one
+other term, so a term is only kept when it predicts networks it was not fitted on better. The fit
+minimises relative errors, the unsigned coefficients non-negative. A kernel's calibrated time is
+never below zero, and a network's total never below the plain sum of its kernels' predictions (a
+network far smaller than the calibration networks would otherwise get a negative offset larger than
+its own context cost). A network whose kernel sum is more than 3x off its measurement (a model
+extrapolating far outside its training set) is left out of the fit and named, since it alone would
+decide every coefficient.
 
 Unmodelled kernels (Softmax, Concat, layout reorders, ...) get a fitted cost too: per op,
 ``fixed_us + us_per_mb * MB moved``, fitted on their profiled times in the same networks
 less the profiler's own cost per kernel (:func:`in_network_us`).
 Everything is saved as JSON in ``trained_models/<target_id>/calibration.json`` with the
-networks and figures it was fitted from.
+networks and figures it was fitted from. :func:`last_level_cache_bytes` and
+:func:`core_cache_bytes` read the two cache sizes from the target's fingerprint.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from prmodel.errors import PrmodelError
+from prmodel.targets.base import Target
 from prmodel.workspace import Workspace
 
 CALIBRATION_FILE = "calibration.json"
@@ -461,7 +462,7 @@ def fit_unmodelled(samples: Sequence[CalibrationSample]) -> tuple[BandwidthFit, 
 
 
 def _bandwidth_fit_of(op: str, rows: pd.DataFrame) -> BandwidthFit:
-    from scipy.optimize import nnls
+    from scipy.optimize import nnls  # 0.2 s to import: only fitting needs it, never estimating
 
     moved = rows["bytes_moved"].to_numpy(dtype=np.float64) / _MB
     measured = rows["measured_us"].to_numpy(dtype=np.float64)
@@ -546,7 +547,7 @@ def _fit(
     features: np.ndarray, measured: np.ndarray, terms: tuple[str, ...]
 ) -> tuple[float, float, float, float, float, float]:
     """Least squares on relative errors over the chosen terms (signed ones as +/- pairs)."""
-    from scipy.optimize import nnls
+    from scipy.optimize import nnls  # 0.2 s to import: only fitting needs it, never estimating
 
     columns = [TERMS.index(t) for t in terms]
     signed = [TERMS.index(t) for t in terms if t in SIGNED_TERMS]
@@ -590,6 +591,32 @@ def _network_fit(data: Mapping[str, Any]) -> NetworkFit:
     )
 
 
+# -- the target's caches --------------------------------------------------------------------------
+
+
+def last_level_cache_bytes(target: Target) -> int:
+    """The target's last-level cache in bytes, from its fingerprint (default 32 MiB)."""
+    return _cache_bytes(target, ("l3_kib", "l2_kib"), DEFAULT_WEIGHT_CAP_BYTES)
+
+
+def core_cache_bytes(target: Target) -> int:
+    """The target's per-core (L2) cache in bytes, from its fingerprint (default 2 MiB)."""
+    return _cache_bytes(target, ("l2_kib",), DEFAULT_CORE_CACHE_BYTES)
+
+
+def _cache_bytes(target: Target, keys: tuple[str, ...], default: int) -> int:
+    """The first of the fingerprint's cache sizes ``keys`` (KiB) that is known, in bytes."""
+    try:
+        fingerprint = target.fingerprint()
+    except Exception:  # a fingerprint is informative here, never a reason to fail
+        return default
+    for key in keys:
+        value = fingerprint.get(key)
+        if isinstance(value, int) and value > 0:
+            return value * 1024
+    return default
+
+
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -609,8 +636,10 @@ __all__ = [
     "CalibrationSample",
     "NetworkFit",
     "calibration_path",
+    "core_cache_bytes",
     "fit_calibration",
     "fit_unmodelled",
     "in_network_us",
+    "last_level_cache_bytes",
     "load_calibration",
 ]

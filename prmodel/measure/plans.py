@@ -23,6 +23,7 @@ choices. A point that is not a valid layer is an error naming it, unless the pla
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise, product
@@ -42,6 +43,7 @@ from prmodel.layers import (
     LayerConfig,
     LayerKind,
 )
+from prmodel.workspace import Workspace
 
 Mode = Literal["sweep", "grid", "random", "points"]
 MODES: tuple[Mode, ...] = ("sweep", "grid", "random", "points")
@@ -467,6 +469,51 @@ def shipped_plans_dir() -> Path:
     return folder
 
 
+def find_plans(names: Sequence[str | Path], workspace: Workspace) -> list[SweepPlan]:
+    """The plans of several plan files or folders, as a command line names them.
+
+    Each name is a path; where no such file exists, a plan file of that name (with or without
+    ``.yaml``) in the workspace's ``sweeps/`` folder, else among the shipped plans.
+
+    Raises:
+        PlanError: a file that cannot be read or is malformed, or one plan name in two files.
+    """
+    plans = [plan for name in names for plan in load_plans(_plan_path(Path(name), workspace))]
+    counts = {plan.name: 0 for plan in plans}
+    for plan in plans:
+        counts[plan.name] += 1
+    repeated = sorted(name for name, count in counts.items() if count > 1)
+    if repeated:
+        raise PlanError(f"plan name {repeated[0]!r} appears in more than one plan file")
+    return plans
+
+
+def _plan_path(path: Path, workspace: Workspace) -> Path:
+    if path.exists():
+        return path
+    for folder in (workspace.sweeps_dir, shipped_plans_dir()):
+        for candidate in (folder / path, folder / f"{path}.yaml"):
+            if candidate.exists():
+                return candidate
+    return path  # load_plans names it in its error
+
+
+def copy_shipped_plans(workspace: Workspace) -> list[str]:
+    """Copy the shipped plans into the workspace's ``sweeps/`` folder, keeping existing files.
+
+    Returns:
+        The names of the files copied (none where all were there already).
+    """
+    workspace.sweeps_dir.mkdir(parents=True, exist_ok=True)
+    copied = []
+    for plan_file in sorted(shipped_plans_dir().glob("*.yaml")):
+        destination = workspace.sweeps_dir / plan_file.name
+        if not destination.exists():
+            shutil.copyfile(plan_file, destination)
+            copied.append(plan_file.name)
+    return copied
+
+
 def numeric_parameters(kind: LayerKind) -> tuple[str, ...]:
     """The integer parameters a plan may set for ``kind``, including square shorthands."""
     names = PARAMETERS[kind]
@@ -599,6 +646,8 @@ __all__ = [
     "PlanError",
     "RandomSpec",
     "SweepPlan",
+    "copy_shipped_plans",
+    "find_plans",
     "geometric_values",
     "load_plans",
     "numeric_parameters",

@@ -1,5 +1,9 @@
 """The sweep runner: benchmarks layers on a target, robustly and resumably, into the store.
 
+:func:`run_sweep` measures what the store lacks and reports counts; :func:`measure_layers`
+does that and reads the requested layers' rows back as a frame (the one way to "measure,
+then use the measurements"; :func:`measure_and_read` also keeps the sweep's report).
+
 Method:
 
 1. **Resume.** Layers already stored for the target's ``(target_id, fingerprint_hash)``,
@@ -57,7 +61,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
+from prmodel.errors import PrmodelError
 from prmodel.layers import LayerConfig
 from prmodel.measure.store import Measurement, MeasurementStore
 from prmodel.targets.base import Benchmark, Target, Timings
@@ -166,6 +180,16 @@ def run_sweep(
     )
 
 
+@dataclass(frozen=True)
+class MeasuredLayers:
+    """The store rows of the layers just measured, and what the sweep did to get them."""
+
+    frame: pd.DataFrame
+    """One row per layer measured fine, in the order of the layers asked for."""
+    report: SweepReport
+    """How many were measured now, found in the store (skipped) or failed."""
+
+
 def measure_layers(
     layers: Sequence[LayerConfig],
     target: Target,
@@ -175,10 +199,44 @@ def measure_layers(
     progress: bool = True,
     plan_name: str | None = None,
 ) -> pd.DataFrame:
-    """Measure what is missing of ``layers`` and return their store rows (ok ones only).
+    """Measure what the store lacks of ``layers``, then read all of them back as a frame.
 
-    Rows come in the order of ``layers`` (first appearance), with the columns of
-    :data:`prmodel.measure.store.FRAME_COLUMNS`. Arguments as for :func:`run_sweep`.
+    This is the one way to "measure, then use the measurements": layers already stored for
+    this target and fingerprint are reused, the others are measured by :func:`run_sweep`
+    (each committed as it is done), and the rows of every requested layer are read back.
+    :func:`measure_and_read` does the same and also returns the sweep's counts.
+
+    Args:
+        layers: the layers wanted (duplicates are measured and returned once).
+        target: where to measure them.
+        store: where measurements are looked up and recorded.
+        settings: measurement settings for noisy targets (defaults if None).
+        progress: show a progress bar with ETA on stderr.
+        plan_name: record every requested layer as a member of this plan.
+
+    Returns:
+        The store rows (columns :data:`prmodel.measure.store.FRAME_COLUMNS`) of the
+        requested layers that have a good measurement, in the order of ``layers`` (first
+        appearance), indexed from 0; failed and unsupported layers have no row.
+    """
+    return measure_and_read(
+        layers, target, store=store, settings=settings, progress=progress, plan_name=plan_name
+    ).frame
+
+
+def measure_and_read(
+    layers: Sequence[LayerConfig],
+    target: Target,
+    *,
+    store: MeasurementStore,
+    settings: MeasureSettings | None = None,
+    progress: bool = True,
+    plan_name: str | None = None,
+) -> MeasuredLayers:
+    """:func:`measure_layers`, also returning the :class:`SweepReport` of the sweep.
+
+    For callers that report how many layers were measured, reused or failed. Arguments and
+    the frame as for :func:`measure_layers`.
     """
     report = run_sweep(
         layers, target, store=store, settings=settings, progress=progress, plan_name=plan_name
@@ -189,7 +247,7 @@ def measure_layers(
     )
     order = {key: i for i, key in enumerate(keys)}
     frame = frame.sort_values("layer_key", key=lambda s: s.map(order), kind="stable")
-    return frame.reset_index(drop=True)
+    return MeasuredLayers(frame=frame.reset_index(drop=True), report=report)
 
 
 # -- progress ---------------------------------------------------------------------------------
@@ -214,16 +272,6 @@ def _progress_bar(total: int, *, enabled: bool) -> Iterator[_Bar]:
     if not enabled or total == 0:
         yield _Bar(None, None)
         return
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     columns = (
         TextColumn("{task.description}", style="cyan"),
         BarColumn(),
@@ -647,8 +695,6 @@ def _accepted_rounds(point: _Point, values: Sequence[float], what: str) -> list[
 
 
 def _reason(exc: BaseException) -> str:
-    from prmodel.errors import PrmodelError
-
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, PrmodelError) and text:
         return text
@@ -663,7 +709,9 @@ def _chunk_label(chunk: Sequence[LayerConfig]) -> str:
 __all__ = [
     "CANARY_LAYER",
     "MeasureSettings",
+    "MeasuredLayers",
     "SweepReport",
+    "measure_and_read",
     "measure_layers",
     "relative_ci",
     "run_sweep",

@@ -50,7 +50,8 @@ import pandas as pd
 
 from prmodel.errors import PrmodelError
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
-from prmodel.measure.frames import LAYER_COLUMNS
+from prmodel.measure.frames import LAYER_COLUMNS, layers_from_frame
+from prmodel.targets.base import fingerprint_hash
 
 SCHEMA_VERSION = 1
 
@@ -230,8 +231,6 @@ class MeasurementStore:
     # -- writing -----------------------------------------------------------------------------
     def register_target(self, target_id: str, fingerprint: Mapping[str, Any]) -> str:
         """Remember a target's fingerprint; returns its hash (the key measurements use)."""
-        from prmodel.targets.base import fingerprint_hash
-
         digest = fingerprint_hash(fingerprint)
         text = json.dumps(fingerprint, sort_keys=True, default=str)
         with self._conn:
@@ -466,8 +465,6 @@ def _typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def measurement_from_row(row: Mapping[str, Any]) -> Measurement:
     """Rebuild a :class:`Measurement` from one row of :meth:`MeasurementStore.frame`."""
-    from prmodel.measure.frames import layers_from_frame
-
     layer = layers_from_frame(pd.DataFrame([dict(row)]))[0]
 
     def number(name: str) -> float | None:

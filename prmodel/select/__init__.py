@@ -1,5 +1,8 @@
 """Choosing what to measure: spaces, step detection, Performance Representatives, samplers.
 
-Nothing here measures by itself: selection takes a callable that measures 1-D sweeps, and
-samplers return layers for a plan.
+Modules, in import order: ``spaces`` (parameter spaces), ``steps`` (step detection),
+``representatives`` (the PR types and file), ``selection`` (the initial sweep design and PRs
+from measured sweeps), ``plots``, ``network_prior`` and ``samplers`` (every sampler behind
+``make_sampler``). Nothing here measures: the measuring stages are in
+:mod:`prmodel.workflows`.
 """

@@ -5,10 +5,10 @@ about. Random draws over a wide parameter space spend most of a budget on layers
 uses (a 7x7 convolution from 3 to 1000 channels at 5x5 pixels), while a network is made of a
 few shapes repeated: 3x3 and 1x1 convolutions on channel counts that are multiples of 8,
 depthwise blocks, 56/28/14/7 pixel grids. nn-Meter builds its kernels' training sets from
-the configurations of a model zoo for that reason (DESIGN.md).
+the configurations of a model zoo for that reason.
 
 :class:`NetworkSampler` does the same with the kernels that the estimator maps out of ONNX
-networks (:func:`prmodel.estimate.estimator.network_layers`), so fused activations, residual adds,
+networks (:func:`prmodel.estimate.estimator.mapped_layers`), so fused activations, residual adds,
 grouped convolutions and token-wise dense layers appear exactly as the runtime executes them.
 For one kind and a budget it returns
 
@@ -42,12 +42,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from prmodel.layers import InvalidLayerError, LayerConfig, LayerKind, parse_kind
-from prmodel.select.samplers import (
+from prmodel.select._sampling import (
     SamplingError,
     SpaceArg,
-    _check_budget,
-    _random_layers,
-    _space_for,
+    check_budget,
+    random_layers,
+    space_for,
 )
 
 GROUP_WIDTHS: tuple[int, ...] = (4, 8, 16, 32, 64)
@@ -130,7 +130,7 @@ class NetworkSampler:
         self, kind: LayerKind | str, budget: int, *, seed: int = 0
     ) -> list[SampledLayer]:
         """Like :meth:`sample`, with each layer's source networks and origin."""
-        _check_budget(budget)
+        check_budget(budget)
         kind = parse_kind(kind)
         rng = np.random.default_rng(seed)
         originals = list(self.originals(kind).values())
@@ -140,8 +140,8 @@ class NetworkSampler:
             originals = [originals[int(i)] for i in sorted(picked)]
         drawn = {s.layer.key: s for s in originals}
         drawn.update(self._neighbours(originals, zoo_budget - len(drawn), rng, drawn))
-        space = _space_for(self.space, kind)
-        for layer in _random_layers(space, budget - len(drawn), rng, exclude=drawn):
+        space = space_for(self.space, kind)
+        for layer in random_layers(space, budget - len(drawn), rng, exclude=drawn):
             drawn[layer.key] = SampledLayer(layer, frozenset(), "random")
         return list(drawn.values())
 

@@ -1,171 +1,48 @@
-"""Samplers: which layers to benchmark, from the first 1-D sweeps to the training sets.
-
-:func:`initial_sweeps` designs the 1-D sweeps that step detection needs, from the hardware
-profile and the parameter space: dense around the periods the profile proposes (every value
-up to four periods, on the alignment the fast kernel needs), dense at small values plus a
-coarse log-spaced tail where the profile has no idea.
+"""Samplers: which layers to benchmark for a training set, under a budget.
 
 The samplers share one budget interface, ``sample(kind, budget, *, seed=0) ->
 list[LayerConfig]``: at most ``budget`` valid, unique layers of ``kind`` (fewer only where the
 space holds fewer). :class:`PRSampler` draws plateau representatives,
-:class:`RandomSampler` draws from the space, and :class:`AdaptiveSampler` adds samples where a
-model fitted on what was measured so far errs most (nn-Meter's adaptive sampling).
+:class:`RandomSampler` draws from the space, :class:`AdaptiveSampler` adds samples where a
+model fitted on what was measured so far errs most (nn-Meter's adaptive sampling), and
+:class:`~prmodel.select.network_prior.NetworkSampler` draws around the layers of real
+networks. :func:`make_sampler` builds any of them by name. The initial 1-D sweeps that
+selection needs are designed in :mod:`prmodel.select.selection`.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from itertools import product
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 import numpy as np
 
-from prmodel.errors import PrmodelError
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
-from prmodel.select.spaces import Choice, IntRange, ParameterSpace, default_space, log_spaced
+from prmodel.select._sampling import (
+    Sampler,
+    SamplingError,
+    SpaceArg,
+    check_budget,
+    random_layers,
+    space_for,
+)
+from prmodel.select.network_prior import NetworkSampler
+from prmodel.select.representatives import ParameterSteps, RepresentativeSet, plateau_layer
+from prmodel.select.spaces import Choice, IntRange, ParameterSpace
 
-if TYPE_CHECKING:
-    from prmodel.measure.plans import SweepPlan
-    from prmodel.select.representatives import ParameterSteps, RepresentativeSet
-    from prmodel.targets.profiles import HardwareProfile, StepHint
-
-SpaceArg = ParameterSpace | Mapping[LayerKind, ParameterSpace] | None
 MeasureFn = Callable[[Sequence[LayerConfig]], np.ndarray]
+"""Measures layers and returns their latencies (NaN where one failed or is not allowed)."""
 FitPredictFn = Callable[[Sequence[LayerConfig], np.ndarray, Sequence[LayerConfig]], np.ndarray]
+"""Fits a model on (layers, latencies) and predicts the latencies of other layers."""
 
-_ENUMERATE_LIMIT = 200_000  # above this many combinations the full product is not built
 _REPAIR_TRIES = 40
 _COVER_TRIES = 400  # a rare value (a large width under the MAC limit) needs more draws
 
 PR_DRAWS = ("space", "balanced")
 """How :class:`PRSampler` picks a subset of the PR product (see its doc)."""
-
-
-class SamplingError(PrmodelError, ValueError):
-    """A sampler asked for something it cannot do (wrong kind for its space, bad budget)."""
-
-
-class Sampler(Protocol):
-    """Anything that proposes layers to benchmark under a budget."""
-
-    def sample(self, kind: LayerKind | str, budget: int, *, seed: int = 0) -> list[LayerConfig]:
-        """At most ``budget`` valid, unique layers of ``kind``."""
-        ...
-
-
-def _space_for(spaces: SpaceArg, kind: LayerKind) -> ParameterSpace:
-    if spaces is None:
-        return default_space(kind)
-    if isinstance(spaces, ParameterSpace):
-        if spaces.kind is not kind:
-            raise SamplingError(
-                f"this sampler's space is for {spaces.kind.value} layers, not {kind.value}"
-            )
-        return spaces
-    return spaces.get(kind) or default_space(kind)
-
-
-def _check_budget(budget: int) -> None:
-    if isinstance(budget, bool) or not isinstance(budget, int) or budget < 1:
-        raise SamplingError(f"the budget must be a positive number of layers, got {budget!r}")
-
-
-# -- the first 1-D sweeps ---------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class InitialSweep:
-    """A 1-D sweep of one parameter around the space's base layer, as a named plan."""
-
-    kind: LayerKind
-    parameter: str
-    values: tuple[int, ...]
-    layers: tuple[LayerConfig, ...]
-    plan: SweepPlan
-
-
-def sweep_values(
-    dimension: IntRange, hint: StepHint | None, *, dense_to: int = 32, tail: int = 6
-) -> tuple[int, ...]:
-    """The values of a 1-D sweep over ``dimension``, dense enough to show the hinted steps.
-
-    With proposed periods: every value up to the hinted ``start``, then every ``step``-th
-    value up to four times the largest period above it (at least ``dense_to + 16``), so every
-    proposed period shows three or more plateaus. Without: every value up to ``dense_to``
-    (periods up to a third of that are visible) and a ``tail`` of log-spaced values up to the
-    top of the range, for the overall trend.
-    """
-    low, high = dimension.low, dimension.high
-    if hint is not None and hint.periods:
-        start = max(hint.starts, default=0)
-        stop = max(start + 4 * max(hint.periods), dense_to + 16)
-        first = (start // hint.step + 1) * hint.step
-        values = set(range(low, start + 1)) | set(range(first, stop + 1, hint.step))
-    else:
-        values = set(range(low, dense_to + 1))
-        if high > dense_to:
-            values |= set(log_spaced(dense_to + 1, high, tail + 1)[1:])
-    return tuple(sorted(v for v in values if low <= v <= high))
-
-
-def initial_sweeps(
-    kinds: Iterable[LayerKind | str],
-    *,
-    profile: HardwareProfile | None = None,
-    spaces: Mapping[LayerKind, ParameterSpace] | None = None,
-    dense_to: int = 32,
-    tail: int = 6,
-) -> list[InitialSweep]:
-    """One 1-D sweep per integer-range parameter of every kind, designed from the profile.
-
-    Each sweep varies one parameter of the space's base layer (tied parameters follow, so a
-    ``height`` sweep keeps inputs square); values whose layer is invalid or over the space's
-    limits are left out. Plans are named ``initial-<kind>-<parameter>``.
-    """
-    sweeps = []
-    for kind in dict.fromkeys(parse_kind(k) for k in kinds):
-        space = _space_for(spaces, kind)
-        for name in space.swept_parameters:
-            hint = profile.hint(kind, name) if profile else None
-            pairs = []
-            for value in sweep_values(space.range_of(name), hint, dense_to=dense_to, tail=tail):
-                layer = space.try_build({name: value})
-                if layer is not None and getattr(layer, name) == value:
-                    pairs.append((value, layer))
-            if len(pairs) < 2:
-                continue
-            values, layers = zip(*pairs, strict=True)
-            plan = _sweep_plan(f"initial-{kind.value}-{name}", name, layers, hint)
-            sweeps.append(InitialSweep(kind, name, tuple(values), tuple(layers), plan))
-    return sweeps
-
-
-def _sweep_plan(
-    name: str, parameter: str, layers: Sequence[LayerConfig], hint: StepHint | None
-) -> SweepPlan:
-    from prmodel.measure.plans import SweepPlan, plan_from_layers
-
-    why = f"; {hint.note}" if hint and hint.note else ""
-    description = f"1-D sweep of {parameter} for step detection{why}"
-    dicts = [layer.to_dict() for layer in layers]
-    varying = {k for k in dicts[0] if any(d.get(k) != dicts[0][k] for d in dicts)}
-    if varying != {parameter}:  # tied parameters move too: an explicit points plan
-        return plan_from_layers(name, layers, description=description)
-    fixed = {k: v for k, v in dicts[0].items() if k not in ("kind", parameter)}
-    activation = fixed.pop("activation", None)
-    residual = bool(fixed.pop("residual", False))
-    return SweepPlan(
-        name=name,
-        kind=layers[0].kind,
-        fixed=fixed,
-        sweep={parameter: tuple(d[parameter] for d in dicts)},
-        activation=activation,
-        residual=residual,
-        description=description,
-    )
 
 
 # -- PR sampler -------------------------------------------------------------------------------
@@ -216,7 +93,7 @@ class PRSampler:
         parameters get more coarse values (doubling their count while the product fits).
         """
         kind = parse_kind(kind)
-        space = _space_for(self.space, kind)
+        space = space_for(self.space, kind)
         analysed = self.representatives.for_kind(kind)
         values: dict[str, tuple[Any, ...]] = {}
         growable = []
@@ -239,9 +116,9 @@ class PRSampler:
 
     def sample(self, kind: LayerKind | str, budget: int, *, seed: int = 0) -> list[LayerConfig]:
         """At most ``budget`` valid, unique PR layers of ``kind`` (see the class doc)."""
-        _check_budget(budget)
+        check_budget(budget)
         kind = parse_kind(kind)
-        space = _space_for(self.space, kind)
+        space = space_for(self.space, kind)
         rng = np.random.default_rng(seed)
         if self.draw == "balanced":
             values = self.values_for(kind, budget)
@@ -266,8 +143,6 @@ def _plateau_draws(
     rng: np.random.Generator,
 ) -> list[LayerConfig]:
     """Random layers of ``space`` moved to their plateau representatives, unique and valid."""
-    from prmodel.select.representatives import plateau_layer
-
     found: dict[str, LayerConfig] = {}
     for _ in range(budget * 50):
         if len(found) == budget:
@@ -406,24 +281,9 @@ class RandomSampler:
 
     def sample(self, kind: LayerKind | str, budget: int, *, seed: int = 0) -> list[LayerConfig]:
         """``budget`` valid, unique random layers of ``kind`` (fewer only if the space is tiny)."""
-        _check_budget(budget)
+        check_budget(budget)
         kind = parse_kind(kind)
-        return _random_layers(_space_for(self.space, kind), budget, np.random.default_rng(seed))
-
-
-def _random_layers(
-    space: ParameterSpace, count: int, rng: np.random.Generator, exclude: Iterable[str] = ()
-) -> list[LayerConfig]:
-    seen = set(exclude)
-    layers: list[LayerConfig] = []
-    for _ in range(count * 50):
-        if len(layers) == count:
-            break
-        layer = space.random_layer(rng)
-        if layer.key not in seen:
-            seen.add(layer.key)
-            layers.append(layer)
-    return layers
+        return random_layers(space_for(self.space, kind), budget, np.random.default_rng(seed))
 
 
 # -- adaptive sampler -------------------------------------------------------------------------
@@ -470,14 +330,14 @@ class AdaptiveSampler:
 
     def sample(self, kind: LayerKind | str, budget: int, *, seed: int = 0) -> list[LayerConfig]:
         """At most ``budget`` measured layers of ``kind``, chosen adaptively."""
-        _check_budget(budget)
+        check_budget(budget)
         kind = parse_kind(kind)
-        space = _space_for(self.space, kind)
+        space = space_for(self.space, kind)
         rng = np.random.default_rng(seed)
         self.history_, self.latencies_ = [], {}
         train: list[LayerConfig] = []
         initial = max(min(budget, 8), int(budget * self.initial_fraction))
-        self._measure_into(train, _random_layers(space, initial, rng))
+        self._measure_into(train, random_layers(space, initial, rng))
         batch_size = max(4, int(budget * self.batch_fraction))
         stalled = 0
         while len(train) < budget and stalled < 3:
@@ -495,7 +355,7 @@ class AdaptiveSampler:
         rng: np.random.Generator,
     ) -> None:
         known = set(self.latencies_)
-        batch = _random_layers(space, min(batch_size, budget - len(train)), rng, known)
+        batch = random_layers(space, min(batch_size, budget - len(train)), rng, known)
         measured = self._measure_into([], batch)
         if not measured:
             return
@@ -594,6 +454,7 @@ def log_feature_fit_predict(
     Features are the logarithms of every parameter, the MACs and the weight and activation
     bytes; the target is log latency. Deterministic (fixed seed).
     """
+    # scikit-learn takes ~0.6 s to import: kept off the CLI's start (and `prmodel estimate`).
     from sklearn.ensemble import ExtraTreesRegressor
 
     model = ExtraTreesRegressor(n_estimators=100, min_samples_leaf=1, random_state=0)
@@ -610,21 +471,73 @@ def _log_features(layers: Sequence[LayerConfig]) -> np.ndarray:
     return np.vstack(rows)
 
 
+# -- every sampler by name --------------------------------------------------------------------
+
 SAMPLERS = ("pr", "random", "adaptive")
-"""Sampler names accepted by ``prmodel plan --sampler``."""
+"""The samplers that need nothing but a space (and PRs): the evaluation compares these."""
+SAMPLER_NAMES = (*SAMPLERS, "networks")
+"""Every name :func:`make_sampler` accepts (``prmodel plan --sampler``)."""
+
+
+def make_sampler(
+    name: str,
+    *,
+    representatives: RepresentativeSet | None = None,
+    space: SpaceArg = None,
+    draw: str = "space",
+    measure: MeasureFn | None = None,
+    fit_predict: FitPredictFn | None = None,
+    networks: Mapping[str, Sequence[LayerConfig]] | None = None,
+    random_share: float = 0.2,
+) -> Sampler:
+    """The sampler called ``name``, built from what it needs.
+
+    Args:
+        name: ``pr``, ``random``, ``adaptive`` or ``networks`` (:data:`SAMPLER_NAMES`).
+        representatives: The PR set (``pr`` only; required there).
+        space: The parameter space(s) to draw from (default spaces if None).
+        draw: How ``pr`` draws a subset of its product (:data:`PR_DRAWS`).
+        measure: Measures layers for ``adaptive`` (required there).
+        fit_predict: The model of ``adaptive`` (default :func:`log_feature_fit_predict`).
+        networks: Each network's mapped layers by name (``networks`` only; required there).
+        random_share: Share of each budget the ``networks`` sampler draws at random.
+
+    Returns:
+        A :class:`Sampler`: ``sample(kind, budget, *, seed=0)`` gives the layers.
+
+    Raises:
+        SamplingError: an unknown name, or a sampler without what it needs.
+    """
+    if name == "pr":
+        if representatives is None:
+            raise SamplingError("the pr sampler needs a Performance Representatives set")
+        return PRSampler(representatives, space, draw=draw)
+    if name == "random":
+        return RandomSampler(space)
+    if name == "adaptive":
+        if measure is None:
+            raise SamplingError("the adaptive sampler needs a measure function")
+        return AdaptiveSampler(
+            space, measure=measure, fit_predict=fit_predict or log_feature_fit_predict
+        )
+    if name == "networks":
+        return NetworkSampler(networks or {}, space, random_share=random_share)
+    raise SamplingError(f"unknown sampler {name!r} (samplers: {', '.join(SAMPLER_NAMES)})")
 
 
 __all__ = [
     "PR_DRAWS",
     "SAMPLERS",
+    "SAMPLER_NAMES",
     "AdaptiveSampler",
-    "InitialSweep",
+    "FitPredictFn",
+    "MeasureFn",
     "PRSampler",
     "RandomSampler",
     "Sampler",
     "SamplingError",
-    "initial_sweeps",
+    "SpaceArg",
     "log_feature_fit_predict",
+    "make_sampler",
     "perturb",
-    "sweep_values",
 ]

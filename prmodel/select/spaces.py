@@ -593,7 +593,8 @@ def grouped_conv_space() -> ParameterSpace:
     fills the CPU's channel block (AVX-512: 16) and the runtime switches from one small GEMM
     per group to its blocked kernel, so a model must see both sides to predict unseen
     grouped networks. Models trained without such layers put RegNetY-400MF's grouped convs
-    about 15 % under their lone time, about 4 % with 400 of these (README, *Estimator*).
+    about 15 % under their lone time, about 4 % with 400 of these (benchmarks/RESULTS.md,
+    "Earlier changes").
     """
     conv = _conv_space()
     widths = tuple(f"{GROUP_WIDTH}{width}" for width in GROUPED_WIDTHS)

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.targets.base import Benchmark, TargetError, Timings
+from prmodel.targets.base import Benchmark, TargetError, TargetInfo, Timings
+from prmodel.targets.profiles import HardwareProfile, StepHint
 
 _OPTIONS = {"block": int, "lanes": int, "gmacs": float, "gbps": float, "launch_us": float}
 
@@ -38,6 +39,12 @@ class AnalyticTarget:
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> AnalyticTarget:
+        """The target with ``options`` (``block``, ``lanes``, ``gmacs``, ``gbps``,
+        ``launch_us``) replacing the defaults.
+
+        Raises:
+            TargetError: an unknown option, or a value that is not a positive number.
+        """
         values: dict[str, Any] = {}
         for key, text in options.items():
             if key not in _OPTIONS:
@@ -51,6 +58,11 @@ class AnalyticTarget:
             if values[key] <= 0:
                 raise TargetError(f"analytic option {key} must be positive, got {text}")
         return cls(**values)
+
+    @classmethod
+    def target_infos(cls) -> list[TargetInfo]:
+        """The ``analytic`` entry of :func:`prmodel.targets.list_targets`."""
+        return [TargetInfo("analytic", "deterministic blocked-roofline model (tests, demos)", True)]
 
     @property
     def target_id(self) -> str:
@@ -71,6 +83,21 @@ class AnalyticTarget:
 
     def prepare(self, layer: LayerConfig) -> Benchmark:
         return _AnalyticBenchmark(layer, self.latency_us(layer))
+
+    def hardware_profile(self) -> HardwareProfile:
+        """Its own blocking: output channels in ``block``, input channels in ``lanes``."""
+        out = StepHint((self.block,), note="outputs are computed in blocks of `block`")
+        inp = StepHint((self.lanes,), note="inputs are vectorised over `lanes`")
+        return HardwareProfile(
+            name=f"analytic-b{self.block}-l{self.lanes}",
+            family="analytic",
+            description="blocked roofline model",
+            architecture={"block": self.block, "lanes": self.lanes},
+            hints={
+                LayerKind.CONV: {"out_channels": out, "channels": inp},
+                LayerKind.DENSE: {"out_channels": out, "channels": inp},
+            },
+        )
 
     def latency_us(self, layer: LayerConfig) -> float:
         """The model's latency of ``layer`` in microseconds."""

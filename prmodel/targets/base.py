@@ -1,8 +1,11 @@
 """The target protocol: what prmodel needs from an accelerator to benchmark it.
 
 A target turns a :class:`~prmodel.layers.LayerConfig` into a prepared benchmark and times
-it. Everything else (rounds, stability, canaries, storage) is the sweep runner's job, so
-adding a device means writing one module with a ``Target`` and a ``Benchmark``.
+it, and says what it knows about its own architecture (its
+:class:`~prmodel.targets.profiles.HardwareProfile`). Everything else (rounds, stability,
+canaries, storage) is the sweep runner's job, so adding a device means writing one module
+with a ``Target`` and a ``Benchmark``; :mod:`prmodel.targets.registry` loads it by a dotted
+spec (``package.module.Class:key=value``) without touching prmodel.
 """
 
 from __future__ import annotations
@@ -11,18 +14,44 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from prmodel.errors import PrmodelError
 from prmodel.layers import LayerConfig
+from prmodel.targets.profiles import HardwareProfile
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    import onnx
+
+    from prmodel.networks import Network, NetworkMeasurement, NetworkMeasureSettings
 
 
 class TargetError(PrmodelError, ValueError):
     """A target that cannot be created (unknown name, bad option, missing provider)."""
 
 
+class UnknownTargetError(TargetError):
+    """A target name that a target class does not know; ``known`` are the names it does."""
+
+    def __init__(self, message: str, *, known: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.known = known
+
+
 class LayerBuildError(PrmodelError, RuntimeError):
     """A layer that the target cannot build or run (one sentence says why)."""
+
+
+@dataclass(frozen=True)
+class TargetInfo:
+    """A target name that ``get_target`` accepts and whether it can run here."""
+
+    name: str
+    description: str
+    available: bool
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +121,57 @@ class Target(Protocol):
 
     def prepare(self, layer: LayerConfig) -> Benchmark:
         """Build and load ``layer``. Raises :class:`LayerBuildError` when it cannot."""
+        ...
+
+    def hardware_profile(self) -> HardwareProfile:
+        """What the target knows of its architecture: facts and where latency steps.
+
+        Step detection starts from its hints and GEMM features from its blocks; a target
+        that knows nothing returns :func:`prmodel.targets.profiles.generic_profile`.
+        """
+        ...
+
+
+# -- optional capabilities: whole networks -----------------------------------------------------
+
+
+@runtime_checkable
+class GraphOptimizer(Protocol):
+    """A target whose runtime rewrites a network before running it (an optional capability).
+
+    The estimator maps the kernels of the rewritten graph (fused convs, blocked layouts,
+    layout reorders) instead of fusing the exported graph itself.
+    """
+
+    @property
+    def runtime_name(self) -> str:
+        """The runtime that rewrites the graph, e.g. ``onnxruntime`` (estimates name it)."""
+        ...
+
+    def optimized_graph(self, network: Network) -> onnx.ModelProto:
+        """The graph the runtime runs for ``network``; raises ``NetworkError`` if it cannot."""
+        ...
+
+    def nchwc_block(self) -> int:
+        """The channel block the runtime pads blocked (NCHWc) tensors to; 1 where none."""
+        ...
+
+
+@runtime_checkable
+class NetworkRunner(Protocol):
+    """A target that can run and profile whole networks (an optional capability)."""
+
+    def measure_networks(
+        self,
+        networks: Sequence[Network],
+        settings: NetworkMeasureSettings | None = None,
+        *,
+        on_round: Callable[[int], None] | None = None,
+    ) -> list[NetworkMeasurement]:
+        """Time ``networks`` on this target, their rounds interleaved, with kernel profiles.
+
+        ``on_round`` is called with the number of each round done (1, 2, ...).
+        """
         ...
 
 

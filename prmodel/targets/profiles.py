@@ -25,15 +25,15 @@ Profile files are YAML (schema 1)::
           step: 1                   # sweep stride above the start (alignment of the fast kernel)
           note: filters are padded to the NCHWc block
 
-Built-in profiles live in ``prmodel/targets/builtin_profiles/*.yaml``
-(ONNX Runtime CPU per ISA family);
-accelerator and analytic profiles are derived from the target's own attributes.
+Every target supplies its own profile (``Target.hardware_profile()``); :func:`profile_for`
+asks it, or reads a profile file that overrides it. Built-in profiles live in
+``prmodel/targets/builtin_profiles/*.yaml`` (ONNX Runtime CPU per ISA family, picked by
+:func:`cpu_profile` from the CPU that :mod:`prmodel.targets.cpu` detects); accelerator and
+analytic targets derive theirs from their own attributes.
 """
 
 from __future__ import annotations
 
-import platform
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -44,6 +44,7 @@ import yaml
 
 from prmodel.errors import PrmodelError
 from prmodel.layers import PARAMETERS, LayerKind
+from prmodel.targets.cpu import CpuInfo
 
 SCHEMA_VERSION = 1
 FAMILIES = ("cpu", "accelerator", "analytic", "generic")
@@ -218,7 +219,10 @@ class HardwareProfile:
         """Write the profile as YAML (parent folders are created); returns the path."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        header = f"# prmodel hardware profile (schema {SCHEMA_VERSION}); see prmodel/hardware.py\n"
+        header = (
+            f"# prmodel hardware profile (schema {SCHEMA_VERSION}); "
+            "see prmodel/targets/profiles.py\n"
+        )
         text = yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
         path.write_text(header + text)
         return path
@@ -366,98 +370,6 @@ def _first_line(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-# -- the local CPU --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CpuInfo:
-    """The local CPU as far as profiles care: model, ISA flags and cache sizes in bytes."""
-
-    model: str
-    flags: frozenset[str]
-    caches: Mapping[str, int] = field(default_factory=dict)
-
-    @property
-    def isa(self) -> str:
-        """The widest vector ISA MLAS dispatches to: ``avx512``, ``avx2``, ``sse`` or other."""
-        if "avx512f" in self.flags:
-            return "avx512"
-        if {"avx2", "fma"} <= self.flags:
-            return "avx2"
-        if "avx" in self.flags:
-            return "avx"
-        if "sse2" in self.flags or platform.machine().lower() in ("x86_64", "amd64"):
-            return "sse"
-        return "generic"
-
-
-def detect_cpu(cpuinfo: str | None = None, cache_dir: Path | None = None) -> CpuInfo:
-    """Read the local CPU's model, flags and caches (Linux ``/proc`` and ``/sys``).
-
-    Args:
-        cpuinfo: Text of ``/proc/cpuinfo`` to parse instead of the local file (tests).
-        cache_dir: Folder with ``index*/{level,type,size}`` entries instead of
-            ``/sys/devices/system/cpu/cpu0/cache``.
-    """
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            cpuinfo = ""
-    model = _cpuinfo_field(cpuinfo, "model name") or platform.processor() or platform.machine()
-    flags = frozenset((_cpuinfo_field(cpuinfo, "flags") or "").split())
-    caches = _read_caches(cache_dir or Path("/sys/devices/system/cpu/cpu0/cache"))
-    return CpuInfo(model=model, flags=flags, caches=caches)
-
-
-def cpu_from_fingerprint(fingerprint: Mapping[str, Any], local: CpuInfo) -> CpuInfo:
-    """The CPU a target's fingerprint describes (its ``isa`` flags, ``cpu_model`` and
-    ``l2_kib``/``l3_kib``), completed from ``local`` where the fingerprint is silent.
-
-    The fingerprint is what the measurements are keyed on, so it wins over the local CPU.
-    """
-    flags = fingerprint.get("isa")
-    caches = dict(local.caches)
-    for level in ("l2", "l3"):
-        kib = fingerprint.get(f"{level}_kib")
-        if isinstance(kib, int) and kib > 0:
-            caches[f"{level}_bytes"] = kib * 1024
-    return CpuInfo(
-        model=str(fingerprint.get("cpu_model") or local.model),
-        flags=frozenset(str(f) for f in flags) if isinstance(flags, list | tuple) else local.flags,
-        caches=caches,
-    )
-
-
-def _cpuinfo_field(text: str, name: str) -> str | None:
-    match = re.search(rf"^{re.escape(name)}\s*:\s*(.*)$", text, flags=re.MULTILINE)
-    return match.group(1).strip() if match else None
-
-
-def _read_caches(folder: Path) -> dict[str, int]:
-    caches: dict[str, int] = {}
-    for index in sorted(folder.glob("index*")):
-        try:
-            level = (index / "level").read_text().strip()
-            kind = (index / "type").read_text().strip()
-            size = _parse_size((index / "size").read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if kind == "Instruction":
-            continue
-        name = f"l{level}d_bytes" if level == "1" else f"l{level}_bytes"
-        caches[name] = size
-    return caches
-
-
-def _parse_size(text: str) -> int:
-    match = re.fullmatch(r"(\d+)\s*([KMG]?)B?", text.upper())
-    if not match:
-        raise ValueError(text)
-    scale = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}[match.group(2)]
-    return int(match.group(1)) * scale
-
-
 # -- profiles for targets ---------------------------------------------------------------------
 
 
@@ -476,31 +388,30 @@ def builtin_profile(name: str) -> HardwareProfile:
     return HardwareProfile.from_dict(data, source=f"built-in:{name}.yaml")
 
 
-def profile_for(target: Any, *, override: Path | str | None = None) -> HardwareProfile:
-    """The hardware profile of ``target``: auto-detected, or read from ``override``.
+def profile_for(target: object, *, override: Path | str | None = None) -> HardwareProfile:
+    """The hardware profile of ``target``: read from ``override``, else the target's own.
 
-    ONNX Runtime CPU targets get the built-in profile of the local CPU's ISA family with the
-    cache sizes read from this machine; at optimisation levels below ``all`` ONNX Runtime does
-    not use NCHWc kernels, so the NCHWc hints are dropped. SCALE-Sim targets get a profile
-    derived from their array (rows, cols, dataflow, buffers, clock), the analytic target one
-    from its block and lanes. Anything else gets a generic profile without hints (every period
-    is searched).
+    Every target supplies its profile through ``hardware_profile()`` (see
+    :class:`prmodel.targets.base.Target`); a plug-in without that method gets the generic
+    profile, whose empty hints let step detection search every period.
 
     Raises:
         ProfileError: ``override`` is unreadable or malformed.
     """
     if override is not None:
         return HardwareProfile.load(override)
-    name = str(getattr(target, "name", ""))
-    if name == "analytic":
-        return analytic_profile(target)
-    if name == "scalesim":
-        return scalesim_profile(target)
-    if str(getattr(target, "provider", "")) == "CPUExecutionProvider" or name == "cpu":
-        cpu = cpu_from_fingerprint(target.fingerprint(), detect_cpu())
-        return cpu_profile(cpu, opt_level=str(getattr(target, "opt_level", "all")))
+    supply = getattr(target, "hardware_profile", None)
+    if callable(supply):
+        profile: HardwareProfile = supply()
+        return profile
+    return generic_profile(str(getattr(target, "name", "") or "target"))
+
+
+def generic_profile(name: str) -> HardwareProfile:
+    """A profile without architecture knowledge for the target ``name``: every period is
+    searched."""
     return HardwareProfile(
-        name=f"generic-{name or 'target'}",
+        name=f"generic-{name}",
         family="generic",
         description="no architecture knowledge: every period is searched",
     )
@@ -527,74 +438,15 @@ def cpu_profile(cpu: CpuInfo, *, opt_level: str = "all") -> HardwareProfile:
     )
 
 
-def analytic_profile(target: Any) -> HardwareProfile:
-    """The analytic target's own blocking: output channels in ``block``, inputs in ``lanes``."""
-    block, lanes = int(target.block), int(target.lanes)
-    out = StepHint((block,), note="outputs are computed in blocks of `block`")
-    inp = StepHint((lanes,), note="inputs are vectorised over `lanes`")
-    return HardwareProfile(
-        name=f"analytic-b{block}-l{lanes}",
-        family="analytic",
-        description="blocked roofline model",
-        architecture={"block": block, "lanes": lanes},
-        hints={
-            LayerKind.CONV: {"out_channels": out, "channels": inp},
-            LayerKind.DENSE: {"out_channels": out, "channels": inp},
-        },
-    )
-
-
-def scalesim_profile(target: Any) -> HardwareProfile:
-    """A systolic array's profile from its rows, columns and dataflow.
-
-    SCALE-Sim maps a conv onto a GEMM with ``Sr`` = output pixels, ``Sc`` = filters (output
-    channels) and ``T`` = kernel_h * kernel_w * input channels. Weight-stationary (ws) puts
-    ``T`` on the rows and ``Sc`` on the columns, output-stationary (os) ``Sr`` on the rows and
-    ``Sc`` on the columns, input-stationary (is) ``T`` on the rows and ``Sr`` on the columns;
-    the remaining dimension streams in time. A dimension mapped onto the array folds in
-    multiples of its size, which is where compute cycles step. Spatially mapped output pixels
-    step in ``height * width``, so the height period is only exact for a given width.
-    """
-    rows, cols = int(target.rows), int(target.cols)
-    dataflow = str(target.dataflow)
-    t_rows = StepHint((rows,), note=f"kernel*channels fold over the {rows} array rows")
-    filters = StepHint((cols,), note=f"filters fold over the {cols} array columns")
-    pixels_rows = StepHint((rows,), note=f"output pixels fold over the {rows} array rows")
-    pixels_cols = StepHint((cols,), note=f"output pixels fold over the {cols} array columns")
-    conv: dict[str, StepHint]
-    if dataflow == "os":
-        conv = {"out_channels": filters, "height": pixels_rows}
-    elif dataflow == "is":
-        conv = {"channels": t_rows, "height": pixels_cols}
-    else:
-        conv = {"out_channels": filters, "channels": t_rows}
-    dense = {k: v for k, v in conv.items() if k in ("channels", "out_channels")}
-    architecture: dict[str, ArchValue] = {"rows": rows, "cols": cols, "dataflow": dataflow}
-    for attr in ("ifmap_kb", "filter_kb", "ofmap_kb", "bandwidth", "clock_mhz", "mode"):
-        value = getattr(target, attr, None)
-        if isinstance(value, int | float | str):
-            architecture[attr] = value
-    return HardwareProfile(
-        name=f"scalesim-{rows}x{cols}-{dataflow}",
-        family="accelerator",
-        description=f"{rows}x{cols} systolic array, {dataflow} dataflow (SCALE-Sim)",
-        architecture=architecture,
-        hints={LayerKind.CONV: conv, LayerKind.DENSE: dense},
-    )
-
-
 __all__ = [
+    "FAMILIES",
     "REDUCTIONS",
-    "CpuInfo",
     "GemmBlocks",
     "HardwareProfile",
     "ProfileError",
     "StepHint",
-    "analytic_profile",
     "builtin_profile",
-    "cpu_from_fingerprint",
     "cpu_profile",
-    "detect_cpu",
+    "generic_profile",
     "profile_for",
-    "scalesim_profile",
 ]

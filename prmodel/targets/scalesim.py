@@ -55,18 +55,22 @@ compute and memory systems directly, never from ``get_total_cycles()``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import yaml
 
 from prmodel.layers import LayerConfig, LayerKind
-from prmodel.targets.base import Benchmark, LayerBuildError, TargetError, Timings
-
-if TYPE_CHECKING:
-    from prmodel.targets import TargetInfo
+from prmodel.targets.base import Benchmark, LayerBuildError, TargetError, TargetInfo, Timings
+from prmodel.targets.profiles import ArchValue, HardwareProfile, StepHint
 
 DATAFLOWS = ("ws", "os", "is")
 MODES = ("fast", "full")
@@ -89,11 +93,9 @@ _INSTALL_HINT = "pip install 'prmodel[scalesim]'"
 
 def scalesim_version() -> str | None:
     """The installed SCALE-Sim version, or None where it is not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
-        return version("scalesim")
-    except PackageNotFoundError:
+        return metadata.version("scalesim")
+    except metadata.PackageNotFoundError:
         return None
 
 
@@ -374,6 +376,16 @@ class ScaleSimTarget:
         values = {key: _parse_option(key, value) for key, value in merged.items()}
         return cls(**values)
 
+    @classmethod
+    def target_infos(cls) -> list[TargetInfo]:
+        """The ``scalesim`` entry of :func:`prmodel.targets.list_targets`."""
+        description = "SCALE-Sim systolic array (rows, cols, dataflow=ws|os|is, mode=fast|full)"
+        installed = scalesim_version()
+        if installed is None:
+            note = f"scalesim is not installed ({_INSTALL_HINT}); mode=fast still works"
+            return [TargetInfo("scalesim", description, available=False, note=note)]
+        return [TargetInfo("scalesim", description, available=True, note=f"scalesim {installed}")]
+
     # -- identity -------------------------------------------------------------------------
     @property
     def target_id(self) -> str:
@@ -429,6 +441,42 @@ class ScaleSimTarget:
         """Latency of ``layer`` in microseconds: total cycles / clock."""
         return self.simulate(layer).total_cycles / self.clock_mhz
 
+    def hardware_profile(self) -> HardwareProfile:
+        """The array's profile: where compute cycles step under its dataflow.
+
+        SCALE-Sim maps a conv onto a GEMM with ``Sr`` = output pixels, ``Sc`` = filters (output
+        channels) and ``T`` = kernel_h * kernel_w * input channels. Weight-stationary (ws) puts
+        ``T`` on the rows and ``Sc`` on the columns, output-stationary (os) ``Sr`` on the rows
+        and ``Sc`` on the columns, input-stationary (is) ``T`` on the rows and ``Sr`` on the
+        columns; the remaining dimension streams in time. A dimension mapped onto the array
+        folds in multiples of its size, which is where compute cycles step. Spatially mapped
+        output pixels step in ``height * width``, so the height period is only exact for a
+        given width.
+        """
+        rows, cols, dataflow = self.rows, self.cols, self.dataflow
+        t_rows = StepHint((rows,), note=f"kernel*channels fold over the {rows} array rows")
+        filters = StepHint((cols,), note=f"filters fold over the {cols} array columns")
+        pixels_rows = StepHint((rows,), note=f"output pixels fold over the {rows} array rows")
+        pixels_cols = StepHint((cols,), note=f"output pixels fold over the {cols} array columns")
+        conv: dict[str, StepHint]
+        if dataflow == "os":
+            conv = {"out_channels": filters, "height": pixels_rows}
+        elif dataflow == "is":
+            conv = {"channels": t_rows, "height": pixels_cols}
+        else:
+            conv = {"out_channels": filters, "channels": t_rows}
+        dense = {k: v for k, v in conv.items() if k in ("channels", "out_channels")}
+        architecture: dict[str, ArchValue] = {"rows": rows, "cols": cols, "dataflow": dataflow}
+        for attr in ("ifmap_kb", "filter_kb", "ofmap_kb", "bandwidth", "clock_mhz", "mode"):
+            architecture[attr] = getattr(self, attr)
+        return HardwareProfile(
+            name=f"scalesim-{rows}x{cols}-{dataflow}",
+            family="accelerator",
+            description=f"{rows}x{cols} systolic array, {dataflow} dataflow (SCALE-Sim)",
+            architecture=architecture,
+            hints={LayerKind.CONV: conv, LayerKind.DENSE: dense},
+        )
+
 
 def _parse_option(key: str, value: Any) -> Any:
     if key not in _OPTION_TYPES:
@@ -448,8 +496,6 @@ def _parse_option(key: str, value: Any) -> Any:
 
 
 def _read_profile(path: Path) -> dict[str, Any]:
-    import yaml
-
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -502,9 +548,6 @@ class _SimulatedBenchmark:
 def _full_result(
     target: ScaleSimTarget, layer: LayerConfig, view: GemmView, fast: SimulationResult
 ) -> SimulationResult:
-    import contextlib
-    import io
-
     # SCALE-Sim prints progress and diagnostics on stdout; a library must not.
     with contextlib.redirect_stdout(io.StringIO()):
         sim = _run_single_layer(target, view)
@@ -538,6 +581,7 @@ def _full_result(
 
 
 def _run_single_layer(target: ScaleSimTarget, view: GemmView) -> Any:
+    # scalesim is optional (pip install 'prmodel[scalesim]'): only full mode needs it.
     from scalesim.layout_utils import layouts
     from scalesim.single_layer_sim import single_layer_sim
     from scalesim.topology_utils import topologies
@@ -561,6 +605,7 @@ def _run_single_layer(target: ScaleSimTarget, view: GemmView) -> Any:
 
 
 def _scale_config(target: ScaleSimTarget) -> Any:
+    # scalesim is optional: only full mode needs it.
     from scalesim.scale_config import scale_config
 
     config = scale_config()
@@ -588,8 +633,7 @@ class _ScaleSimParts:
 
 @functools.cache
 def _scalesim_parts() -> _ScaleSimParts:
-    """SCALE-Sim subclasses, defined on first use so that importing prmodel stays light."""
-    import numpy as np
+    """SCALE-Sim subclasses, defined on first use: scalesim is optional (full mode only)."""
     from scalesim.compute.operand_matrix import operand_matrix
     from scalesim.memory.double_buffered_scratchpad_mem import double_buffered_scratchpad
     from scalesim.memory.read_port import read_port
@@ -644,25 +688,6 @@ def _scalesim_parts() -> _ScaleSimParts:
     return _ScaleSimParts(BatchedOperands=BatchedOperands, scratchpad=scratchpad)
 
 
-# -- registry -------------------------------------------------------------------------------
-
-
-def scalesim_target_info() -> TargetInfo:
-    """The ``scalesim`` entry of :func:`prmodel.targets.list_targets`."""
-    from prmodel.targets import TargetInfo
-
-    description = "SCALE-Sim systolic array (rows, cols, dataflow=ws|os|is, mode=fast|full)"
-    version = scalesim_version()
-    if version is None:
-        return TargetInfo(
-            "scalesim",
-            description,
-            available=False,
-            note=f"scalesim is not installed ({_INSTALL_HINT}); mode=fast still works",
-        )
-    return TargetInfo("scalesim", description, available=True, note=f"scalesim {version}")
-
-
 __all__ = [
     "DATAFLOWS",
     "MODES",
@@ -672,7 +697,6 @@ __all__ = [
     "SimulationResult",
     "fold_plan",
     "gemm_view",
-    "scalesim_target_info",
     "scalesim_version",
     "unsupported_reason",
 ]

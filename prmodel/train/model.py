@@ -1,103 +1,52 @@
-"""Trained latency models: the estimator-like :class:`LatencyModel` and its safe artifacts.
+"""The latency model of one layer kind, used like a scikit-learn estimator, and its card.
 
-A model predicts the kernel time (``latency_us``) of one layer kind on one target. It is
-fitted on a log scale, either of the latency itself (``log``) or of the latency relative to
-the hardware's full-efficiency work estimate (``log-relative``: ``log(latency) -
-log(gemm_work)``, an ANNETTE-style mixed model in which the trees learn the efficiency, see
-:mod:`prmodel.train.features`). A model trained on Performance Representatives predicts each
-layer's plateau representative (``plateau_mapping``): every layer of a plateau has the
-representative's latency, and the representatives are all the model has seen. It is saved
-under ``trained_models/<target_id>/<kind>/`` as
+A :class:`LatencyModel` predicts the kernel time (``latency_us``) of one layer kind on one
+target. It is fitted on a log scale, either of the latency itself (``log``) or of the
+latency relative to the hardware's full-efficiency work estimate (``log-relative``:
+``log(latency) - log(gemm_work)``, an ANNETTE-style mixed model in which the trees learn
+the efficiency, see :mod:`prmodel.train.features`). A model trained on Performance
+Representatives predicts each layer's plateau representative (``plateau_mapping``): every
+layer of a plateau has the representative's latency, and the representatives are all the
+model has seen.
 
-- ``model.ubj`` (XGBoost's own binary JSON format) or ``model.skops`` (scikit-learn models
-  through skops, loaded only with an allow-list of types), never pickle;
-- ``model_card.json``: the feature schema and the step structure it needs, the parameter
-  ranges seen in training, metrics, library versions, target id and fingerprint, the
-  sha256 of the model file, the regressor and its hyper-parameters, a digest of the
-  training rows and the creation time.
-
-Loading checks the card against the file and the code and refuses anything that does not
-match with one sentence (:class:`ModelError`). This module never imports mlflow or optuna:
-the estimator loads models through it.
+A :class:`ModelCard` is everything needed to trust, reproduce and review a saved model;
+writing, reading and checking the files is :mod:`prmodel.train.artifacts`. This module
+never imports mlflow, optuna or xgboost: the estimator loads models through it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import tempfile
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from prmodel.errors import PrmodelError
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
 from prmodel.select.representatives import RepresentativeSet
 from prmodel.train.features import FeatureSpec
-from prmodel.workspace import Workspace
-
-CARD_NAME = "model_card.json"
-CARD_FORMAT = 1
-
-REGRESSORS: tuple[str, ...] = (
-    "xgboost",
-    "random_forest",
-    "extra_trees",
-    "hist_gradient_boosting",
-    "knn",
-    "ridge",
+from prmodel.train.regressors import (
+    DEFAULT_PARAMS,
+    REGRESSORS,
+    ModelError,
+    build_regressor,
+    thread_limit,
+    unknown_regressor,
 )
-"""Every regressor a :class:`LatencyModel` can use; ``xgboost`` is the default."""
+from prmodel.train.treeforest import TreeForest
 
-DEFAULT_PARAMS: dict[str, dict[str, Any]] = {
-    "xgboost": {
-        "n_estimators": 600,
-        "max_depth": 6,
-        "learning_rate": 0.05,
-        "subsample": 0.9,
-        "colsample_bytree": 0.9,
-        "min_child_weight": 1.0,
-        "reg_lambda": 1.0,
-    },
-    "random_forest": {"n_estimators": 300, "max_features": 0.6, "min_samples_leaf": 1},
-    "extra_trees": {"n_estimators": 300, "max_features": 0.8, "min_samples_leaf": 1},
-    "hist_gradient_boosting": {
-        "max_iter": 500,
-        "learning_rate": 0.05,
-        "max_leaf_nodes": 31,
-        "min_samples_leaf": 5,
-        "l2_regularization": 1e-3,
-    },
-    "knn": {"n_neighbors": 5, "weights": "distance", "p": 2},
-    "ridge": {"alpha": 1.0},
-}
-"""Hyper-parameters used where none are given (Optuna searches around these)."""
+CARD_FORMAT = 1
 
 PREDICTION_HEADROOM = 10.0
 """Predictions are kept within the training latency range widened by this factor."""
 
 TARGET_TRANSFORMS: tuple[str, ...] = ("log", "log-relative")
 """What the regressor learns: log latency, or log latency minus log of the work estimate."""
-
-_MODEL_FILES = ("model.ubj", "model.skops")
-
-# skops refuses to load any type it does not know to be safe; these are the only modules a
-# prmodel scikit-learn model is built from, so anything else in a file means tampering.
-_SKOPS_TRUSTED_PREFIXES = ("sklearn.", "numpy.", "builtins.")
-
-
-class ModelError(PrmodelError, ValueError):
-    """A model that cannot be trained, saved or loaded as asked (one sentence says why)."""
 
 
 class ExtrapolationWarning(UserWarning):
@@ -106,7 +55,13 @@ class ExtrapolationWarning(UserWarning):
 
 @dataclass(frozen=True)
 class ModelCard:
-    """Everything needed to trust, reproduce and review one saved model."""
+    """Everything needed to trust, reproduce and review one saved model.
+
+    The feature schema and the step structure it needs, the parameter ranges seen in
+    training, metrics, library versions, target id and fingerprint, the sha256 of the
+    model file, the regressor and its hyper-parameters, a digest of the training rows and
+    the creation time. Saved as ``model_card.json`` beside the model file.
+    """
 
     kind: str
     target_id: str
@@ -175,8 +130,11 @@ class LatencyModel:
     """A regressor of one layer kind's kernel latency, used like a scikit-learn estimator.
 
     ``__init__`` only stores the settings; :meth:`fit` learns ``feature_spec_``,
-    ``estimator_``, ``feature_ranges_`` and ``n_train_``; :meth:`predict` returns
-    microseconds. :meth:`save` and :meth:`load` read and write the safe artifacts.
+    ``estimator_``, ``feature_ranges_``, ``latency_range_us_``, ``n_train_``,
+    ``plateau_mapping_`` and ``target_transform_`` and returns the model; :meth:`predict`
+    returns microseconds. ``card_`` is the :class:`ModelCard` the model was last saved
+    with or loaded from (None after a fit); :func:`prmodel.train.artifacts.save_model` and
+    :func:`~prmodel.train.artifacts.load_model` write and read the safe artifacts.
 
     Features are clipped to the range seen in training before the regressor sees them, and
     predictions to ``PREDICTION_HEADROOM`` times the training latency range. Tree ensembles
@@ -187,8 +145,9 @@ class LatencyModel:
 
     Args:
         kind: The layer kind the model is for.
-        regressor: One of :data:`REGRESSORS`.
-        params: Hyper-parameters of the regressor (defaults: :data:`DEFAULT_PARAMS`).
+        regressor: One of :data:`~prmodel.train.regressors.REGRESSORS`.
+        params: Hyper-parameters of the regressor (defaults:
+            :data:`~prmodel.train.regressors.DEFAULT_PARAMS`).
         representatives: The target's PR set, for the architecture-aware features (and the
             hardware profile recorded in it, for the GEMM features).
         seed: Random seed of the regressor, so a fit can be repeated exactly.
@@ -248,12 +207,12 @@ class LatencyModel:
         mapping = self.representatives is not None and bool(spec.steps)
         if self.plateau_mapping is not None:
             mapping = self.plateau_mapping
-        transform = _chosen_transform(self.target_transform, spec)
+        transform = chosen_transform(self.target_transform, spec)
         raw = spec.transform([spec.plateau_of(x) for x in layers] if mapping else layers)
         estimator = build_regressor(
             self.regressor, self.hyperparameters, seed=self.seed, n_jobs=self.n_jobs
         )
-        with _thread_limit(self.n_jobs):
+        with thread_limit(self.n_jobs):
             estimator.fit(np.log1p(raw), np.log(measured) - _log_work(spec, raw, transform))
         self.feature_spec_ = spec
         self.estimator_ = estimator
@@ -269,9 +228,7 @@ class LatencyModel:
     def hyperparameters(self) -> dict[str, Any]:
         """The regressor's defaults overridden by ``params``."""
         if self.regressor not in REGRESSORS:
-            raise ModelError(
-                f"unknown regressor {self.regressor!r} (choose from {', '.join(REGRESSORS)})"
-            )
+            raise unknown_regressor(self.regressor)
         return {**DEFAULT_PARAMS[self.regressor], **dict(self.params or {})}
 
     def predict(self, layers: Sequence[LayerConfig]) -> npt.NDArray[np.float64]:
@@ -283,7 +240,7 @@ class LatencyModel:
         Raises:
             ModelError: the model is not fitted, or a layer is of another kind.
         """
-        spec = self._fitted_spec()
+        spec = self.fitted_spec()
         if len(layers) == 0:
             return np.empty(0, dtype=np.float64)
         _check_kinds(layers, spec.kind)
@@ -301,107 +258,48 @@ class LatencyModel:
         return np.clip(np.exp(log_pred), low / PREDICTION_HEADROOM, high * PREDICTION_HEADROOM)
 
     def _predict_log(self, features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-        from prmodel.train.treeforest import TreeForest
-
         if isinstance(self.estimator_, TreeForest):  # single-threaded numpy: no pools to limit
             return np.asarray(self.estimator_.predict(features), dtype=np.float64)
-        with _thread_limit(self.n_jobs):
+        with thread_limit(self.n_jobs):
             return np.asarray(self.estimator_.predict(features), dtype=np.float64)
 
     @property
     def parameter_ranges(self) -> dict[str, tuple[float, float]]:
         """The training range of every raw parameter and fused flag (a fitted model's)."""
-        spec = self._fitted_spec()
+        spec = self.fitted_spec()
         return {k: v for k, v in self.feature_ranges_.items() if k in spec.raw_parameters}
 
-    def _fitted_spec(self) -> FeatureSpec:
+    def fitted_spec(self) -> FeatureSpec:
+        """The feature spec the model was fitted (or loaded) with.
+
+        Raises:
+            ModelError: the model is not fitted.
+        """
         spec: FeatureSpec | None = getattr(self, "feature_spec_", None)
         if spec is None:
             raise ModelError(f"the {self.kind} latency model is not fitted; call fit() first")
         return spec
 
-    # -- artifacts ----------------------------------------------------------------------------
-    def save(
-        self,
-        directory: str | Path,
-        *,
-        target_id: str,
-        fingerprint_hash: str,
-        fingerprint: Mapping[str, Any] | None = None,
-        metrics: Mapping[str, float] | None = None,
-        training_digest: str = "",
-        representatives_sha256: str | None = None,
-    ) -> ModelCard:
-        """Write the model file and its card into ``directory`` (created; replaced files).
-
-        Returns:
-            The card that was written.
-        """
-        spec = self._fitted_spec()
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        model_file = _write_estimator(self.regressor, self.estimator_, directory)
-        for stale in set(_MODEL_FILES) - {model_file.name}:
-            # A model of another regressor trained earlier into this folder.
-            (directory / stale).unlink(missing_ok=True)
-        card = ModelCard(
-            kind=spec.kind.value,
-            target_id=target_id,
-            fingerprint_hash=fingerprint_hash,
-            regressor=self.regressor,
-            hyperparameters=self.hyperparameters,
-            feature_schema=spec.names,
-            features=spec.to_dict(),
-            parameter_ranges=self.parameter_ranges,
-            feature_ranges=self.feature_ranges_,
-            latency_range_us=self.latency_range_us_,
-            model_file=model_file.name,
-            model_sha256=file_sha256(model_file),
-            training_rows=self.n_train_,
-            training_digest=training_digest,
-            seed=self.seed,
-            created=datetime.now(UTC).isoformat(timespec="seconds"),
-            metrics=dict(metrics or {}),
-            fingerprint=dict(fingerprint or {}),
-            library_versions=library_versions(self.regressor),
-            representatives_sha256=representatives_sha256,
-            target_transform=self.target_transform_,
-            plateau_mapping=self.plateau_mapping_,
-        )
-        _atomic_write_text(directory / CARD_NAME, card.to_json())
-        self.card_ = card
-        return card
-
     @classmethod
-    def load(
+    def from_card(
         cls,
-        directory: str | Path,
+        card: ModelCard,
         *,
-        target_id: str | None = None,
-        kind: LayerKind | str | None = None,
+        feature_spec: FeatureSpec,
+        estimator: Any,
+        feature_ranges: Mapping[str, tuple[float, float]],
     ) -> LatencyModel:
-        """Load a saved model after checking its card, hash, schema, kind and target.
+        """A fitted model rebuilt from a saved card and its regressor, without refitting.
 
-        Args:
-            directory: A ``trained_models/<target_id>/<kind>`` folder.
-            target_id: Refuse a model trained for another target.
-            kind: Refuse a model of another layer kind.
+        :func:`prmodel.train.artifacts.load_model` calls this after checking the files;
+        ``feature_spec`` is the one the card describes.
 
         Raises:
-            ModelError: missing or malformed card, a model file changed since training, a
-                feature schema this code does not build, or another kind or target.
+            ModelError: the card's target transform does not fit its features.
         """
-        directory = Path(directory)
-        card = ModelCard.read(directory / CARD_NAME)
-        _check_identity(card, directory, target_id=target_id, kind=kind)
-        spec = _checked_spec(card, directory)
-        model_path = directory / card.model_file
-        _check_hash(card, model_path)
-        estimator = _read_estimator(card.regressor, model_path)
-        _check_width(estimator, len(spec.names), model_path)
-        transform = _checked_transform(card, spec, directory)
+        transform = chosen_transform(card.target_transform, feature_spec)
         model = cls(
-            spec.kind,
+            feature_spec.kind,
             regressor=card.regressor,
             params=card.hyperparameters,
             seed=card.seed,
@@ -410,9 +308,9 @@ class LatencyModel:
         )
         model.plateau_mapping_ = card.plateau_mapping
         model.target_transform_ = transform
-        model.feature_spec_ = spec
+        model.feature_spec_ = feature_spec
         model.estimator_ = estimator
-        model.feature_ranges_ = _checked_ranges(card, spec, directory)
+        model.feature_ranges_ = dict(feature_ranges)
         model.latency_range_us_ = card.latency_range_us
         model.n_train_ = card.training_rows
         model.card_ = card
@@ -423,203 +321,12 @@ class LatencyModel:
         return f"LatencyModel(kind={self.kind!s}, regressor={self.regressor!r}, {fitted})"
 
 
-def load_models(workspace: Workspace, target_id: str) -> dict[LayerKind, LatencyModel]:
-    """Every trained model of ``target_id`` in ``workspace``, by layer kind.
-
-    Returns an empty dict where the target has no trained models yet.
+def chosen_transform(asked: str | None, spec: FeatureSpec) -> str:
+    """The target transform a model with features ``spec`` uses when ``asked`` for one.
 
     Raises:
-        ModelError: a model folder whose model is broken, tampered or mismatched.
+        ModelError: an unknown transform, or ``log-relative`` without a work estimate.
     """
-    models: dict[LayerKind, LatencyModel] = {}
-    for directory in _model_dirs(workspace.models_dir / target_id):
-        kind = parse_kind(directory.name)
-        models[kind] = LatencyModel.load(directory, target_id=target_id, kind=kind)
-    return models
-
-
-def list_model_cards(
-    workspace: Workspace, target_id: str | None = None
-) -> list[tuple[Path, ModelCard]]:
-    """The cards of every saved model (of one target, or all), with their folders.
-
-    Raises:
-        ModelError: a malformed card.
-    """
-    roots = (
-        [workspace.models_dir / target_id]
-        if target_id
-        else sorted(p for p in workspace.models_dir.glob("*") if p.is_dir())
-    )
-    return [(d, ModelCard.read(d / CARD_NAME)) for root in roots for d in _model_dirs(root)]
-
-
-def _model_dirs(root: Path) -> list[Path]:
-    if not root.is_dir():
-        return []
-    return sorted(d for d in root.iterdir() if d.is_dir() and (d / CARD_NAME).is_file())
-
-
-# -- regressors -------------------------------------------------------------------------------
-def build_regressor(name: str, params: Mapping[str, Any], *, seed: int, n_jobs: int) -> Any:
-    """A fresh, unfitted regressor ``name`` with ``params``; features arrive log1p-scaled.
-
-    k-nearest neighbours and ridge get a standard scaler in front, since both depend on
-    the scale of each feature; the tree ensembles do not.
-
-    Raises:
-        ModelError: an unknown regressor or a hyper-parameter it does not take.
-    """
-    builders = {
-        "xgboost": _xgboost,
-        "random_forest": _random_forest,
-        "extra_trees": _extra_trees,
-        "hist_gradient_boosting": _hist_gradient_boosting,
-        "knn": _knn,
-        "ridge": _ridge,
-    }
-    if name not in builders:
-        raise ModelError(f"unknown regressor {name!r} (choose from {', '.join(REGRESSORS)})")
-    try:
-        return builders[name](dict(params), seed, n_jobs)
-    except TypeError as exc:
-        raise ModelError(f"regressor {name!r} does not accept these settings ({exc})") from None
-
-
-def _xgboost(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
-    from xgboost import XGBRegressor
-
-    return XGBRegressor(**params, tree_method="hist", n_jobs=n_jobs, random_state=seed, verbosity=0)
-
-
-def _random_forest(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
-    from sklearn.ensemble import RandomForestRegressor
-
-    return RandomForestRegressor(**params, random_state=seed, n_jobs=n_jobs)
-
-
-def _extra_trees(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
-    from sklearn.ensemble import ExtraTreesRegressor
-
-    return ExtraTreesRegressor(**params, random_state=seed, n_jobs=n_jobs)
-
-
-def _hist_gradient_boosting(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
-    from sklearn.ensemble import HistGradientBoostingRegressor
-
-    # No early stopping: it would hold out a random 10 % and make small fits unstable.
-    return HistGradientBoostingRegressor(**params, random_state=seed, early_stopping=False)
-
-
-def _knn(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
-    from sklearn.neighbors import KNeighborsRegressor
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), KNeighborsRegressor(**params, n_jobs=n_jobs))
-
-
-def _ridge(params: dict[str, Any], seed: int, n_jobs: int) -> Any:
-    from sklearn.linear_model import Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    return make_pipeline(StandardScaler(), Ridge(**params))
-
-
-@contextmanager
-def _thread_limit(n_jobs: int) -> Iterator[None]:
-    # Histogram gradient boosting (and BLAS under ridge) use OpenMP with every core by
-    # default; on a shared machine that is slower and makes timings depend on neighbours.
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=max(n_jobs, 1)):
-        yield
-
-
-def _write_estimator(regressor: str, estimator: Any, directory: Path) -> Path:
-    if regressor == "xgboost":
-        path = directory / _MODEL_FILES[0]
-        with _temporary_sibling(path) as tmp:
-            estimator.save_model(str(tmp))
-        return path
-    import skops.io
-
-    path = directory / _MODEL_FILES[1]
-    with _temporary_sibling(path) as tmp:
-        skops.io.dump(estimator, tmp)
-    return path
-
-
-def _read_estimator(regressor: str, path: Path) -> Any:
-    if regressor not in REGRESSORS:
-        raise ModelError(f"model card in {path.parent} names an unknown regressor {regressor!r}")
-    try:
-        if regressor == "xgboost":
-            return _read_xgboost(path)
-        return _read_skops(path)
-    except ModelError:
-        raise
-    except Exception as exc:  # any parse failure of a file that passed the hash check
-        raise ModelError(f"model file {path} cannot be read ({type(exc).__name__})") from None
-
-
-def _read_xgboost(path: Path) -> Any:
-    # A numpy evaluator first: importing xgboost (with scipy and scikit-learn) costs more than
-    # a whole `prmodel estimate` may take. xgboost reads whatever the evaluator refuses.
-    from prmodel.train.treeforest import TreeForest, TreeForestError
-
-    try:
-        return TreeForest.load(path)
-    except TreeForestError:
-        from xgboost import XGBRegressor
-
-        estimator = XGBRegressor()
-        estimator.load_model(str(path))
-        return estimator
-
-
-def _read_skops(path: Path) -> Any:
-    import skops.io
-
-    untrusted = skops.io.get_untrusted_types(file=path)
-    unsafe = [t for t in untrusted if not t.startswith(_SKOPS_TRUSTED_PREFIXES)]
-    if unsafe:
-        raise ModelError(f"model file {path} contains types prmodel does not trust: {unsafe[0]}")
-    return skops.io.load(path, trusted=untrusted)
-
-
-# -- checks -----------------------------------------------------------------------------------
-def _check_identity(
-    card: ModelCard, directory: Path, *, target_id: str | None, kind: LayerKind | str | None
-) -> None:
-    if kind is not None and card.kind != parse_kind(kind).value:
-        raise ModelError(
-            f"model in {directory} is a {card.kind} model, not a {parse_kind(kind).value} model"
-        )
-    if target_id is not None and card.target_id != target_id:
-        raise ModelError(
-            f"model in {directory} was trained for target {card.target_id!r}, not {target_id!r}"
-        )
-
-
-def _checked_spec(card: ModelCard, directory: Path) -> FeatureSpec:
-    try:
-        spec = FeatureSpec.from_dict(card.features)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelError(f"model card in {directory} has unusable features ({exc})") from None
-    if spec.kind.value != card.kind:
-        raise ModelError(f"model card in {directory} mixes {card.kind} and {spec.kind} features")
-    if spec.names != tuple(card.feature_schema):
-        diff = _first_difference(tuple(card.feature_schema), spec.names)
-        raise ModelError(
-            f"model in {directory} was trained on a feature schema this prmodel does not "
-            f"build ({diff}); retrain it"
-        )
-    return spec
-
-
-def _chosen_transform(asked: str | None, spec: FeatureSpec) -> str:
     if asked is None:
         return "log-relative" if spec.work_feature else "log"
     if asked not in TARGET_TRANSFORMS:
@@ -634,13 +341,6 @@ def _chosen_transform(asked: str | None, spec: FeatureSpec) -> str:
     return asked
 
 
-def _checked_transform(card: ModelCard, spec: FeatureSpec, directory: Path) -> str:
-    try:
-        return _chosen_transform(card.target_transform, spec)
-    except ModelError as exc:
-        raise ModelError(f"model card in {directory}: {exc}") from None
-
-
 def _log_work(
     spec: FeatureSpec, raw: npt.NDArray[np.float64], transform: str
 ) -> npt.NDArray[np.float64] | float:
@@ -649,40 +349,6 @@ def _log_work(
         return 0.0
     work = raw[:, spec.names.index(spec.work_feature)]
     return np.log(np.maximum(work, 1.0))
-
-
-def _checked_ranges(
-    card: ModelCard, spec: FeatureSpec, directory: Path
-) -> dict[str, tuple[float, float]]:
-    if set(card.feature_ranges) != set(spec.names):
-        raise ModelError(
-            f"model card in {directory} has feature ranges that do not match its schema"
-        )
-    return dict(card.feature_ranges)
-
-
-def _first_difference(saved: tuple[str, ...], built: tuple[str, ...]) -> str:
-    for i, (a, b) in enumerate(zip(saved, built, strict=False)):
-        if a != b:
-            return f"feature {i} is {a!r} in the card but {b!r} here"
-    return f"{len(saved)} features in the card but {len(built)} here"
-
-
-def _check_hash(card: ModelCard, path: Path) -> None:
-    if not path.is_file():
-        raise ModelError(f"model file {path} named by its model card is missing")
-    actual = file_sha256(path)
-    if actual != card.model_sha256:
-        raise ModelError(
-            f"model file {path} has sha256 {actual[:12]}… but its card records "
-            f"{card.model_sha256[:12]}…, so it was changed after training"
-        )
-
-
-def _check_width(estimator: Any, width: int, path: Path) -> None:
-    n_in = getattr(estimator, "n_features_in_", None)
-    if n_in is not None and int(n_in) != width:
-        raise ModelError(f"model file {path} takes {n_in} features but its card lists {width}")
 
 
 def _check_kinds(layers: Sequence[LayerConfig], kind: LayerKind) -> None:
@@ -742,48 +408,6 @@ def _number(value: float) -> str:
     return str(int(value)) if math.isfinite(value) and float(value).is_integer() else f"{value:g}"
 
 
-# -- files ------------------------------------------------------------------------------------
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def library_versions(regressor: str) -> dict[str, str]:
-    """Versions of the libraries a saved model depends on (without importing them)."""
-    names = ["prmodel", "numpy", "scikit-learn", "skops"]
-    if regressor == "xgboost":
-        names = ["prmodel", "numpy", "xgboost"]
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
-
-
-@contextmanager
-def _temporary_sibling(path: Path) -> Iterator[Path]:
-    """A temporary path next to ``path`` that replaces ``path`` atomically on success."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    with _temporary_sibling(path) as tmp:
-        tmp.write_text(text)
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
@@ -793,18 +417,12 @@ def _json_default(value: Any) -> Any:
 
 
 __all__ = [
-    "CARD_NAME",
-    "DEFAULT_PARAMS",
+    "CARD_FORMAT",
     "PREDICTION_HEADROOM",
-    "REGRESSORS",
     "TARGET_TRANSFORMS",
     "ExtrapolationWarning",
     "LatencyModel",
     "ModelCard",
     "ModelError",
-    "build_regressor",
-    "file_sha256",
-    "library_versions",
-    "list_model_cards",
-    "load_models",
+    "chosen_transform",
 ]

@@ -1,12 +1,15 @@
 """MLflow tracking of training runs: parameters, metrics, plots, the Optuna study and the model.
 
-One experiment per target (``prmodel/<target_id>``), one run per trained layer kind. The
-default store is SQLite in the workspace (``mlflow.db``, artifacts in ``mlartifacts/``);
-``MLFLOW_TRACKING_URI`` overrides it. The model logged here (XGBoost UBJ or scikit-learn via
-skops) is for review in the MLflow UI; the authoritative artifact is the one in
-``trained_models/`` with its model card, which is also attached to the run. MLflow never
-reaches the network from here: telemetry is off and pip requirements are given explicitly
-instead of being inferred.
+:func:`log_training` logs a :class:`~prmodel.train.training.TrainingReport` after
+training, as the caller chooses. One experiment per target (``prmodel/<target_id>``), one
+run per trained layer kind. The default store is SQLite in the workspace (``mlflow.db``,
+artifacts in ``mlartifacts/``); ``MLFLOW_TRACKING_URI`` overrides it. The model logged here
+(XGBoost UBJ or scikit-learn via skops) is for review in the MLflow UI; the authoritative
+artifact is the one in ``trained_models/`` with its model card, which is also attached to
+the run. MLflow never reaches the network from here: telemetry is off and pip requirements
+are given explicitly instead of being inferred. MLflow itself is imported only inside
+:func:`mlflow_session`, after :func:`quiet_mlflow`, since it reads those settings when it
+is first imported.
 """
 
 from __future__ import annotations
@@ -16,21 +19,19 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import skops.io
+from matplotlib.figure import Figure
 
 from prmodel.layers import PARAMETERS
 from prmodel.metrics import relative_errors
-from prmodel.train.model import library_versions
+from prmodel.train.artifacts import library_versions
+from prmodel.train.training import KindResult, TrainingReport, TrainSettings
 from prmodel.workspace import Workspace
-
-if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
-    from prmodel.train.training import KindResult, TrainSettings
 
 QUIET_ENV = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -65,6 +66,35 @@ def experiment_name(target_id: str) -> str:
     return f"prmodel/{target_id}"
 
 
+def log_training(report: TrainingReport, *, workspace: Workspace) -> TrainingReport:
+    """Log every kind of a training report as an MLflow run (see :func:`log_training_run`).
+
+    Args:
+        report: What :func:`~prmodel.train.training.train_models` returned, with the
+            models saved into ``workspace`` (their folders are attached to the runs).
+        workspace: Its MLflow store is used unless ``MLFLOW_TRACKING_URI`` is set.
+
+    Returns:
+        The report with each result's ``run_id`` and the ``tracking_uri`` filled in.
+    """
+    results = tuple(
+        replace(
+            result,
+            run_id=log_training_run(
+                result,
+                workspace=workspace,
+                target_id=report.target_id,
+                fingerprint_hash=report.fingerprint_hash,
+                fingerprint=report.fingerprint,
+                settings=report.settings,
+                representatives_path=report.representatives_path,
+            ),
+        )
+        for result in report.results
+    )
+    return replace(report, results=results, tracking_uri=tracking_uri_for(workspace))
+
+
 def log_training_run(
     result: KindResult,
     *,
@@ -84,8 +114,8 @@ def log_training_run(
     authoritative ``trained_models`` folder.
     """
     uri = tracking_uri_for(workspace)
-    with _mlflow_session(uri) as mlflow:
-        experiment_id = _experiment_id(mlflow, target_id, workspace, uri)
+    with mlflow_session(uri) as mlflow:
+        experiment_id = target_experiment_id(mlflow, target_id, workspace, uri)
         run_name = f"{result.kind.value}-{result.regressor}"
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
             mlflow.set_tags({"target_id": target_id, "kind": result.kind.value})
@@ -102,24 +132,36 @@ def log_training_run(
 
 
 @contextmanager
-def _mlflow_session(uri: str) -> Iterator[Any]:
+def mlflow_session(uri: str) -> Iterator[Any]:
+    """The quieted ``mlflow`` module, pointed at ``uri`` inside and at the previous store after.
+
+    Its warnings are silenced inside: MLflow warns about deprecations and missing extras on
+    every call, and none of it is actionable for a prmodel user.
+    """
     quiet_mlflow()
     with warnings.catch_warnings():
-        # MLflow warns about deprecations and missing extras on every call; none of it is
-        # actionable for a prmodel user.
         warnings.simplefilter("ignore")
+        # Here, not at the top: MLflow reads quiet_mlflow's settings when first imported.
         import mlflow
 
         previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+        # MLflow 3 also writes the URI into MLFLOW_TRACKING_URI, which tracking_uri_for reads:
+        # put the environment back too, or one workspace's store leaks into the next.
+        previous_env = os.environ.get("MLFLOW_TRACKING_URI")
         mlflow.set_tracking_uri(uri)
         try:
             yield mlflow
         finally:
             if previous is not None:
                 mlflow.set_tracking_uri(previous)
+            if previous_env is None:
+                os.environ.pop("MLFLOW_TRACKING_URI", None)
+            else:
+                os.environ["MLFLOW_TRACKING_URI"] = previous_env
 
 
-def _experiment_id(mlflow: Any, target_id: str, workspace: Workspace, uri: str) -> str:
+def target_experiment_id(mlflow: Any, target_id: str, workspace: Workspace, uri: str) -> str:
+    """The id of the target's experiment, created (artifacts beside a workspace store) if new."""
     name = experiment_name(target_id)
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
@@ -184,20 +226,13 @@ def _log_plots(mlflow: Any, result: KindResult) -> None:
     if len(result.test_layers) == 0:
         mlflow.set_tag("plots", "none: no held-out test rows")
         return
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    # Plain Figures (not pyplot's): no GUI backend, and nothing to close afterwards.
     for name, figure in plot_test_predictions(result).items():
         mlflow.log_figure(figure, f"plots/{name}.png")
-        plt.close(figure)
 
 
 def plot_test_predictions(result: KindResult) -> dict[str, Figure]:
     """Figures of the held-out predictions: predicted vs measured, errors, errors by parameter."""
-    from matplotlib.figure import Figure
-
     measured, predicted = result.test_measured, result.test_predicted
     errors = relative_errors(measured, predicted) * 100
     title = f"{result.kind.value}, {result.regressor}, {len(measured)} test layers"
@@ -228,8 +263,6 @@ def plot_test_predictions(result: KindResult) -> dict[str, Figure]:
 
 
 def _error_by_parameter(result: KindResult, errors: np.ndarray, title: str) -> Figure:
-    from matplotlib.figure import Figure
-
     names = PARAMETERS[result.kind]
     cols = min(4, len(names))
     rows = -(-len(names) // cols)
@@ -252,16 +285,13 @@ def _log_flavour(mlflow: Any, result: KindResult) -> None:
     layers = list(result.test_layers) or None
     signature = None
     if layers:
-        from mlflow.models import infer_signature
-
         features = np.log1p(spec.frame(layers[:20]))
-        signature = infer_signature(features, np.log(result.test_predicted[:20]))
+        signature = mlflow.models.infer_signature(features, np.log(result.test_predicted[:20]))
     requirements = [f"{name}=={v}" for name, v in library_versions(result.regressor).items()]
     requirements = [r for r in requirements if not r.startswith("prmodel")]
     metadata = {"prmodel_note": "inputs are log1p(features); output is log(latency_us)"}
+    # mlflow.xgboost and mlflow.sklearn are loaded by the mlflow module on first use.
     if result.regressor == "xgboost":
-        import mlflow.xgboost
-
         mlflow.xgboost.log_model(
             estimator,
             name="model",
@@ -271,9 +301,6 @@ def _log_flavour(mlflow: Any, result: KindResult) -> None:
             metadata=metadata,
         )
     else:
-        import mlflow.sklearn
-        import skops.io
-
         mlflow.sklearn.log_model(
             estimator,
             name="model",
@@ -288,7 +315,9 @@ def _log_flavour(mlflow: Any, result: KindResult) -> None:
 __all__ = [
     "QUIET_ENV",
     "experiment_name",
+    "log_training",
     "log_training_run",
+    "mlflow_session",
     "plot_test_predictions",
     "quiet_mlflow",
     "tracking_uri_for",

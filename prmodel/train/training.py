@@ -3,8 +3,9 @@
 :func:`train_models` takes measured rows (a store frame, see :mod:`prmodel.measure.store`), fits one
 :class:`~prmodel.train.model.LatencyModel` per layer kind, tunes its hyper-parameters with
 Optuna (k-fold cross-validation minimising MAPE, seeded TPE, the defaults as the first
-trial), tests it on held-out rows that were never used for training, saves it under
-``trained_models/<target_id>/<kind>/`` and logs the run to MLflow.
+trial), tests it on held-out rows that were never used for training and saves it under
+``trained_models/<target_id>/<kind>/``. It returns a :class:`TrainingReport`; logging that
+report to MLflow is the caller's choice (:func:`prmodel.train.tracking.log_training`).
 """
 
 from __future__ import annotations
@@ -21,20 +22,19 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import optuna
 import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+from sklearn.model_selection import KFold
 
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
 from prmodel.measure.frames import layers_from_frame
 from prmodel.metrics import summarize
 from prmodel.select.representatives import RepresentativeSet
-from prmodel.train.model import (
-    DEFAULT_PARAMS,
-    REGRESSORS,
-    ExtrapolationWarning,
-    LatencyModel,
-    ModelError,
-    file_sha256,
-)
+from prmodel.train.artifacts import file_sha256, save_model
+from prmodel.train.model import ExtrapolationWarning, LatencyModel
+from prmodel.train.regressors import DEFAULT_PARAMS, REGRESSORS, ModelError, unknown_regressor
 from prmodel.workspace import Workspace
 
 
@@ -64,9 +64,7 @@ class TrainSettings:
 
     def __post_init__(self) -> None:
         if self.regressor not in REGRESSORS:
-            raise ModelError(
-                f"unknown regressor {self.regressor!r} (choose from {', '.join(REGRESSORS)})"
-            )
+            raise unknown_regressor(self.regressor)
         if self.folds < 2:
             raise ModelError(f"cross-validation needs at least 2 folds, got {self.folds}")
         if self.trials < 0:
@@ -139,12 +137,21 @@ class KindResult:
 
 @dataclass(frozen=True)
 class TrainingReport:
-    """What :func:`train_models` did, kind by kind."""
+    """What :func:`train_models` did, kind by kind, and with what.
+
+    ``tracking_uri`` and each result's ``run_id`` are set once the report is logged to
+    MLflow (:func:`prmodel.train.tracking.log_training`).
+    """
 
     target_id: str
     fingerprint_hash: str
     results: tuple[KindResult, ...]
     tracking_uri: str | None = None
+    settings: TrainSettings = field(default_factory=TrainSettings)
+    fingerprint: Mapping[str, Any] = field(default_factory=dict)
+    """The target's fingerprint, as given to :func:`train_models`."""
+    representatives_path: Path | None = None
+    """The PR file the features came from, as given to :func:`train_models`."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -228,8 +235,6 @@ def cross_validate(
 
     ``report(fold, running_mape)`` is called after each fold (Optuna uses it to prune).
     """
-    from sklearn.model_selection import KFold
-
     splitter = KFold(n_splits=min(folds, len(layers)), shuffle=True, random_state=seed)
     scores: list[float] = []
     for fold, (train_idx, test_idx) in enumerate(splitter.split(np.arange(len(layers)))):
@@ -289,7 +294,7 @@ def suggest_params(trial: Any, regressor: str) -> dict[str, Any]:
     if regressor == "ridge":
         # Tiny alphas fit PR samples perfectly and extrapolate wildly between them.
         return {"alpha": trial.suggest_float("alpha", 1e-2, 1e3, log=True)}
-    raise ModelError(f"unknown regressor {regressor!r} (choose from {', '.join(REGRESSORS)})")
+    raise unknown_regressor(regressor)
 
 
 def tune(
@@ -306,8 +311,6 @@ def tune(
     The first trial is the regressor's defaults, so tuning never ends worse than them;
     TPE is seeded and unpromising trials are pruned after a fold by the median rule.
     """
-    import optuna
-
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(
         direction="minimize",
@@ -487,26 +490,29 @@ def train_models(
     representatives: RepresentativeSet | None = None,
     representatives_path: Path | None = None,
     workspace: Workspace | None = None,
-    track: bool = True,
     progress: bool = True,
 ) -> TrainingReport:
-    """Train, test, save and log one model per layer kind of ``target_id``.
+    """Train, test and save one model per layer kind of ``target_id``.
+
+    The report can then be logged to MLflow with :func:`prmodel.train.tracking.log_training`.
 
     Args:
         frame: Measured training rows (store frame columns).
         target_id: The target the rows were measured on (other targets' rows are ignored).
         fingerprint_hash: Only rows of this exact hardware/software (needed where ``frame``
             mixes several).
-        fingerprint: The target's fingerprint, for the model card and MLflow.
+        fingerprint: The target's fingerprint, for the model card (and MLflow).
         kinds: Kinds to train (default: every kind in ``frame``).
         settings: Regressor, Optuna trials, folds, seed.
         test_frame: Held-out measured rows (random configurations, never training rows).
         representatives: The target's PR set (architecture-aware features).
         representatives_path: The file it came from (hashed into the card, logged to MLflow).
-        workspace: Save models under its ``trained_models/`` and track runs in its MLflow
-            store; without it nothing is written.
-        track: Log each kind as an MLflow run (needs ``workspace``).
+        workspace: Save models under its ``trained_models/``; without it nothing is written.
         progress: Show a progress bar per kind on stderr.
+
+    Returns:
+        The report: one :class:`KindResult` per kind, with the settings, fingerprint and PR
+        file it was trained with.
 
     Raises:
         ModelError: no rows for the target, mixed fingerprints, too few rows of a kind.
@@ -516,7 +522,6 @@ def train_models(
     test_rows = None if test_frame is None else _test_rows(test_frame, target_id, digest)
     chosen = [parse_kind(k) for k in kinds] if kinds else _kinds_in(rows)
     pr_sha = file_sha256(representatives_path) if representatives_path else None
-    tracking_uri = None
     results = []
     for kind in chosen:
         with _progress(kind, settings, enabled=progress) as on_trial:
@@ -530,22 +535,15 @@ def train_models(
             )
         if workspace is not None:
             result = _save(result, workspace, target_id, digest, fingerprint, pr_sha)
-            if track:
-                from prmodel.train.tracking import log_training_run, tracking_uri_for
-
-                tracking_uri = tracking_uri_for(workspace)
-                run_id = log_training_run(
-                    result,
-                    workspace=workspace,
-                    target_id=target_id,
-                    fingerprint_hash=digest,
-                    fingerprint=fingerprint,
-                    settings=settings,
-                    representatives_path=representatives_path,
-                )
-                result = replace(result, run_id=run_id)
         results.append(result)
-    return TrainingReport(target_id, digest, tuple(results), tracking_uri)
+    return TrainingReport(
+        target_id,
+        digest,
+        tuple(results),
+        settings=settings,
+        fingerprint=dict(fingerprint or {}),
+        representatives_path=representatives_path,
+    )
 
 
 def _target_rows(
@@ -591,7 +589,8 @@ def _save(
     representatives_sha256: str | None,
 ) -> KindResult:
     directory = workspace.model_dir(target_id, result.kind.value)
-    result.model.save(
+    save_model(
+        result.model,
         directory,
         target_id=target_id,
         fingerprint_hash=fingerprint_hash,
@@ -610,9 +609,6 @@ def _progress(
     if not enabled or settings.trials == 0:
         yield None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     columns = (
         "{task.description}",
         BarColumn(),

@@ -2,7 +2,7 @@
 
 ``import xgboost`` pulls in scipy and scikit-learn and costs more than a second, while
 ``prmodel estimate`` only needs predictions of models that are already trained.
-:class:`TreeForest` reads the model files :mod:`prmodel.train.model` writes (XGBoost's
+:class:`TreeForest` reads the model files :mod:`prmodel.train.artifacts` writes (XGBoost's
 UBJ, or its JSON) and walks every tree for every row at once. It reproduces
 ``XGBRegressor.predict`` bit for bit for what prmodel trains: a ``gbtree`` booster with an
 identity-link regression objective, one output, numerical splits. Inputs are cast to

@@ -5,10 +5,11 @@ Representatives reach a given accuracy with far fewer benchmarks than random sam
 
 1. The target's PR set is loaded from ``representatives/<target_id>.yaml`` or selected from
    the initial 1-D sweeps (as ``prmodel select`` does) and saved there.
-2. Held-out test sets per kind: ``test_size`` random layers of the kind's space (plan
-   ``test-<kind>``, drawn with a seed no sampler uses) plus every layer of that kind in the
-   reference networks (plan ``testnet-<kind>``). Sampled training layers that are also test
-   layers are dropped (by layer key), so every sampler is judged on the same points.
+2. Held-out test sets per kind (:mod:`prmodel.workflows.datasets`): ``test_size`` random
+   layers of the kind's space (plan ``test-<kind>``, drawn with the one test seed) plus every
+   layer of that kind in the reference networks (plan ``testnet-<kind>``). Sampled training
+   layers that are also test layers are dropped (by layer key), so every sampler is judged on
+   the same points.
 3. For each kind, sampler, budget and seed: sample, measure through the store (resumable),
    fit the regressor with fixed hyper-parameters (``trials`` Optuna trials, 0 by default so
    the curves take bounded time) and score it on the test sets.
@@ -20,14 +21,13 @@ Representatives reach a given accuracy with far fewer benchmarks than random sam
    prediction the sum of the model's; for ONNX Runtime targets the network is run and the
    profiled time of its modelled kernels is compared with their predictions.
 
-Every figure lands in :class:`EvaluationResult` frames; :func:`write_report` writes them as
-CSV, a markdown report, JSON and log-log PNG plots, and :func:`log_evaluation` logs the run to
-MLflow. Curve rows have the columns of :data:`CURVE_COLUMNS`.
+Every figure lands in :class:`EvaluationResult` frames (curve rows have the columns of
+:data:`CURVE_COLUMNS`); :mod:`prmodel.workflows.reports` writes them as CSV, markdown, JSON
+and plots and logs the run to MLflow.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import tempfile
 import time
@@ -41,28 +41,40 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from prmodel.errors import PrmodelError
+from prmodel.estimate.estimator import Estimator
+from prmodel.estimate.kernels import network_kernels
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
 from prmodel.measure.frames import layers_from_frame
+from prmodel.measure.runner import MeasureSettings, measure_layers
+from prmodel.measure.store import MeasurementStore
 from prmodel.metrics import summarize
-from prmodel.select.samplers import SAMPLERS
+from prmodel.networks import load_network
+from prmodel.select.samplers import SAMPLERS, Sampler, make_sampler
 from prmodel.targets.cpu import machine_info
+from prmodel.train.model import LatencyModel
+from prmodel.train.training import TrainSettings, train_kind
+from prmodel.workflows.calibrate import measure_network
+from prmodel.workflows.datasets import (
+    TestSet,
+    build_test_sets,
+    layer_sum_truth,
+    network_layers_by_kind,
+    profiled_truth,
+)
+from prmodel.workflows.selection import ensure_representatives
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
     import onnx
 
-    from prmodel.estimate.estimator import LayerModel, NetworkMeasurement, NetworkMeasureSettings
-    from prmodel.measure.runner import MeasureSettings
-    from prmodel.measure.store import MeasurementStore
+    from prmodel.estimate.estimator import LayerModel
+    from prmodel.networks import NetworkMeasurement, NetworkMeasureSettings
     from prmodel.select.representatives import RepresentativeSet
-    from prmodel.select.samplers import Sampler
     from prmodel.targets.base import Target
-    from prmodel.train.model import LatencyModel
-
-TEST_SEED = 7_919_000
-"""Seed of the random test sets; samplers use seeds 0, 1, 2, ... so never draw the same."""
 
 METRICS: tuple[str, ...] = ("mape", "rmspe", "within_5", "within_10", "spearman")
 
@@ -114,7 +126,7 @@ class EvaluationSettings:
         seeds: Repetitions of every (kind, sampler, budget), seeds 0 .. seeds-1.
         test_size: Random test layers per kind.
         network_budget: Budget of the whole-network comparison (default: the largest).
-        regressor: The regressor of :mod:`prmodel.train.model`.
+        regressor: One of :data:`prmodel.train.regressors.REGRESSORS`.
         trials: Optuna trials per fit (0: default hyper-parameters, bounded time).
         pr_features: Give every sampler's model the PR-aware features (the same features for
             all samplers, so only the samples differ).
@@ -252,122 +264,6 @@ class EvaluationResult:
         }
 
 
-# -- the PR set -------------------------------------------------------------------------------
-
-
-def ensure_representatives(
-    target: Target,
-    *,
-    workspace: Workspace,
-    kinds: Sequence[LayerKind],
-    measure: MeasureSettings | None = None,
-    progress: bool = True,
-) -> tuple[RepresentativeSet, Path]:
-    """The target's PR set: read from the workspace, or selected from fresh 1-D sweeps.
-
-    Selection follows ``prmodel select``: the initial sweeps designed from the hardware
-    profile (:func:`prmodel.select.samplers.initial_sweeps`) are measured through the store,
-    :func:`~prmodel.select.representatives.select_representatives` finds the plateaus, and the set
-    is saved to ``representatives/<target_id>.yaml``. A saved set lacking one of ``kinds``
-    is selected again for all of them.
-    """
-    from prmodel.select.representatives import RepresentativeSet, run_selection
-
-    path = workspace.representatives_path(target.target_id)
-    if path.is_file():
-        saved = RepresentativeSet.load(path)
-        if all(kind in saved.kinds for kind in kinds):
-            return saved, path
-    result = run_selection(
-        target, workspace=workspace, kinds=kinds, settings=measure, progress=progress
-    )
-    return result.representatives, result.path
-
-
-# -- test sets --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class TestSet:
-    """The held-out layers of one kind and their measurements.
-
-    ``random`` and ``networks`` are store rows (``networks`` one row per distinct layer);
-    ``network_layers`` lists, per network, every layer of the kind in execution order
-    (repeats kept: a network's latency counts each of its layers).
-    """
-
-    kind: LayerKind
-    random: pd.DataFrame
-    networks: pd.DataFrame
-    network_layers: Mapping[str, tuple[LayerConfig, ...]]
-
-    @property
-    def keys(self) -> set[str]:
-        """Every test layer's key (training samples with these keys are dropped)."""
-        return set(self.random["layer_key"]) | set(self.networks["layer_key"])
-
-
-def network_layers(
-    networks: Sequence[Any], target: Target, kinds: Sequence[LayerKind]
-) -> dict[str, dict[LayerKind, tuple[LayerConfig, ...]]]:
-    """Per network (by name), its mapped layers of ``kinds`` that ``target`` supports.
-
-    Layers come from the estimator's graph code, so they are the kernels the target runs
-    (fusion-aware on ONNX Runtime targets).
-    """
-    from prmodel.estimate.kernels import load_network, network_kernels
-
-    found: dict[str, dict[LayerKind, tuple[LayerConfig, ...]]] = {}
-    for source in networks:
-        network = load_network(source)
-        kernels = network_kernels(network, target, strict=False).kernels
-        layers = [k.layer for k in kernels if k.layer is not None]
-        usable = [x for x in layers if target.unsupported_reason(x) is None]
-        found[network.name] = {kind: tuple(x for x in usable if x.kind is kind) for kind in kinds}
-    return found
-
-
-def build_test_sets(
-    target: Target,
-    *,
-    store: MeasurementStore,
-    kinds: Sequence[LayerKind],
-    size: int,
-    networks: Mapping[str, Mapping[LayerKind, Sequence[LayerConfig]]] | None = None,
-    measure: MeasureSettings | None = None,
-    progress: bool = True,
-) -> dict[LayerKind, TestSet]:
-    """Measure the held-out layers of every kind (plans ``test-<kind>``, ``testnet-<kind>``)."""
-    from prmodel.measure.runner import measure_layers
-    from prmodel.select.samplers import RandomSampler
-
-    sets = {}
-    for kind in kinds:
-        drawn = RandomSampler().sample(kind, size, seed=TEST_SEED)
-        random_rows = measure_layers(
-            drawn,
-            target,
-            store=store,
-            settings=measure,
-            progress=progress,
-            plan_name=f"test-{kind}",
-        )
-        per_network = {name: tuple(layers[kind]) for name, layers in (networks or {}).items()}
-        distinct = list({x.key: x for ls in per_network.values() for x in ls}.values())
-        net_rows = random_rows.iloc[0:0]
-        if distinct:
-            net_rows = measure_layers(
-                distinct,
-                target,
-                store=store,
-                settings=measure,
-                progress=progress,
-                plan_name=f"testnet-{kind}",
-            )
-        sets[kind] = TestSet(kind, random_rows, net_rows, per_network)
-    return sets
-
-
 # -- the noise floor --------------------------------------------------------------------------
 
 
@@ -384,9 +280,6 @@ def noise_floor(
     The repeat goes into a temporary store, so nothing of the first measurement is reused or
     replaced. Deterministic targets get zeros without measuring: a repeat is identical.
     """
-    from prmodel.measure.runner import measure_layers
-    from prmodel.measure.store import MeasurementStore
-
     rows = []
     for kind, tests in test_sets.items():
         first = tests.random.head(points) if points is not None else tests.random
@@ -501,8 +394,6 @@ class _Context:
         params: Mapping[str, Any] | None = None,
         plateau_mapping: bool = False,
     ) -> LatencyModel:
-        from prmodel.train.model import LatencyModel
-
         return LatencyModel(
             kind,
             regressor=self.settings.regressor,
@@ -513,8 +404,6 @@ class _Context:
         )
 
     def measure(self, kind: LayerKind, sampler: str, layers: Sequence[LayerConfig]) -> pd.DataFrame:
-        from prmodel.measure.runner import measure_layers
-
         started = time.perf_counter()
         rows = measure_layers(
             layers,
@@ -528,12 +417,6 @@ class _Context:
         return rows
 
     def sampler(self, name: str, kind: LayerKind, seed: int) -> Sampler:
-        from prmodel.select.samplers import AdaptiveSampler, PRSampler, RandomSampler
-
-        if name == "pr":
-            return PRSampler(self.representatives)
-        if name == "random":
-            return RandomSampler()
         test_keys = self.tests[kind].keys
 
         def measure(layers: Sequence[LayerConfig]) -> npt.NDArray[np.float64]:
@@ -552,7 +435,10 @@ class _Context:
                 warnings.simplefilter("ignore")
                 return self.new_model(kind, seed).fit(train, y).predict(query)
 
-        return AdaptiveSampler(measure=measure, fit_predict=fit_predict)
+        # measure and fit_predict serve the adaptive sampler only; the others ignore them.
+        return make_sampler(
+            name, representatives=self.representatives, measure=measure, fit_predict=fit_predict
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -566,8 +452,6 @@ class _Fit:
 
 
 def _fit_one(ctx: _Context, kind: LayerKind, sampler: str, budget: int, seed: int) -> _Fit:
-    from prmodel.train.training import TrainSettings, train_kind
-
     tests = ctx.tests[kind]
     sampled = ctx.sampler(sampler, kind, seed).sample(kind, budget, seed=seed)
     held_out = tests.keys
@@ -662,11 +546,12 @@ def _layer_sum_rows(ctx: _Context, fits: Sequence[_Fit]) -> list[dict[str, Any]]
                 ]
                 if not layers:
                     continue
-                truth += sum(latency[x.key] for x in layers)
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    predicted += float(np.sum(model.predict(layers)))
-                count += len(layers)
+                    part = layer_sum_truth(layers, model.predict(layers), latency)
+                truth += part.measured_us
+                predicted += part.predicted_us
+                count += part.compared
             if count:
                 rows.append(
                     _network_row(name, sampler, seed, ctx, count, truth, predicted, "layer sum")
@@ -704,9 +589,6 @@ def _measured_network_rows(
     measured: dict[str, NetworkMeasurement],
 ) -> list[dict[str, Any]]:
     """Truth: the profiled time of the network's kernels that the evaluated models cover."""
-    from prmodel.estimate.estimator import Estimator, compare, measure_network
-    from prmodel.estimate.kernels import load_network, network_kernels
-
     by_group: dict[tuple[str, int], dict[LayerKind, LayerModel]] = {}
     for fit in fits:
         by_group.setdefault((fit.sampler, fit.seed), {})[fit.kind] = fit.model
@@ -722,17 +604,16 @@ def _measured_network_rows(
             estimator = Estimator(ctx.target, models, strict=False)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                joined = compare(estimator.predict(kernels), measured[network.name]).layers
-            chosen = joined[(joined["status"] == "modelled") & joined["measured_us"].notna()]
+                truth = profiled_truth(estimator.predict(kernels), measured[network.name])
             rows.append(
                 _network_row(
                     network.name,
                     sampler,
                     seed,
                     ctx,
-                    len(chosen),
-                    float(chosen["measured_us"].sum()),
-                    float(chosen["predicted_us"].sum()),
+                    truth.compared,
+                    truth.measured_us,
+                    truth.predicted_us,
                     "profiled kernel time of modelled kernels",
                 )
             )
@@ -764,8 +645,6 @@ def evaluate(
     Raises:
         EvaluationError: bad settings or nothing measurable.
     """
-    from prmodel.measure.store import MeasurementStore
-
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
     with MeasurementStore(workspace.store_path) as store:
@@ -777,7 +656,7 @@ def evaluate(
             measure=settings.measure,
             progress=progress,
         )
-        per_network = network_layers(networks, target, settings.kinds)
+        per_network = network_layers_by_kind(networks, target, settings.kinds)
         tests = build_test_sets(
             target,
             store=store,
@@ -843,9 +722,6 @@ def _progress(total: int, *, enabled: bool) -> Iterator[Callable[[str], None]]:
     if not enabled:
         yield lambda _label: None
         return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-
     columns = ("{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=Console(stderr=True)) as bar:
         task = bar.add_task("learning curves", total=total)
@@ -901,171 +777,7 @@ def _common_max(a: pd.Series, b: pd.Series) -> int | None:
     return int(common[-1]) if common else None
 
 
-# -- reports ----------------------------------------------------------------------------------
-
-
-def write_report(result: EvaluationResult, folder: str | Path) -> list[Path]:
-    """Write CSVs, ``evaluation.json``, ``evaluation.md`` and ``mape_<kind>.png`` plots.
-
-    Returns the written paths.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    tables = {
-        "curves.csv": result.curves,
-        "summary.csv": result.summary(),
-        "networks.csv": result.networks,
-        "noise.csv": result.noise,
-        "costs.csv": result.costs,
-    }
-    for name, table in tables.items():
-        table.to_csv(folder / name, index=False)
-        written.append(folder / name)
-    json_path = folder / "evaluation.json"
-    json_path.write_text(json.dumps(result.to_dict(), indent=2, default=_json_default) + "\n")
-    md_path = folder / "evaluation.md"
-    md_path.write_text(markdown_report(result))
-    written += [json_path, md_path, *plot_curves(result, folder)]
-    return written
-
-
-def plot_curves(result: EvaluationResult, folder: Path) -> list[Path]:
-    """One log-log PNG per kind: test MAPE against budget, one line per sampler."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    summary = result.summary()
-    paths = []
-    for kind in result.settings.kinds:
-        rows = summary[(summary["kind"] == kind.value) & (summary["test_set"] == "random")]
-        if rows.empty:
-            continue
-        fig, ax = plt.subplots(figsize=(6, 4.2))
-        for sampler, line in rows.groupby("sampler"):
-            ax.errorbar(
-                line["budget"],
-                line["mape"],
-                yerr=line["mape_std"],
-                marker="o",
-                capsize=3,
-                label=str(sampler),
-            )
-        floor = result.noise_floor(kind)
-        if floor > 0:
-            ax.axhline(floor, color="grey", linestyle="--", label=f"noise floor {floor:.2g} %")
-        ax.set_xscale("log")
-        ax.set_yscale("log")
-        ax.set_xlabel("training samples (N)")
-        ax.set_ylabel("test MAPE (%)")
-        title = f"{kind.value} on {result.target_id}"
-        ax.set_title(title + (" (deterministic: noise floor 0)" if floor == 0 else ""))
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend()
-        fig.tight_layout()
-        path = folder / f"mape_{kind.value}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
-
-
-def markdown_report(result: EvaluationResult) -> str:
-    """The evaluation as a markdown document: curves, noise floor, networks, costs, goals."""
-    s = result.settings
-    lines = [
-        f"# Evaluation on {result.target_id}",
-        "",
-        f"Machine: {result.machine.get('cpu')}, {result.machine.get('logical_cores')} cores. "
-        f"Regressor {s.regressor}, {s.trials} Optuna trials per fit"
-        f"{' (default hyper-parameters)' if s.trials == 0 else ''}, seeds 0-{s.seeds - 1}, "
-        f"PR features {'on' if s.pr_features else 'off'} for every sampler. "
-        f"Took {result.seconds:.0f} s.",
-        "",
-        f"Test sets: {_test_size_text(result)}. "
-        f"Reference networks: {', '.join(result.network_names) or 'none'}.",
-        "",
-    ]
-    summary = result.summary()
-    for kind in s.kinds:
-        lines += _kind_section(result, summary, kind)
-    lines += _network_section(result)
-    lines += ["## Cost (all budgets and seeds)", "", _markdown_table(result.costs), ""]
-    lines += ["## Goals", "", _markdown_table(pd.DataFrame(result.goals())), ""]
-    return "\n".join(lines)
-
-
-def _test_size_text(result: EvaluationResult) -> str:
-    return "; ".join(
-        f"{kind}: {sizes['random']} random + {sizes['networks']} network layers"
-        for kind, sizes in result.test_sizes.items()
-    )
-
-
-def _kind_section(result: EvaluationResult, summary: pd.DataFrame, kind: LayerKind) -> list[str]:
-    floor = result.noise_floor(kind)
-    lines = [
-        f"## {kind.value}",
-        "",
-        f"Noise floor (repeat-measurement MAPE): {floor:.3g} %"
-        + (" (deterministic target)" if result.deterministic else ""),
-        "",
-    ]
-    rows = summary[summary["kind"] == kind.value]
-    for test_set, part in rows.groupby("test_set", sort=False):
-        table = part.assign(
-            mape=[f"{m:.3g} ± {d:.2g}" for m, d in zip(part["mape"], part["mape_std"], strict=True)]
-        )[
-            [
-                "sampler",
-                "budget",
-                "mape",
-                "rmspe",
-                "within_10",
-                "spearman",
-                "train_rows",
-                "bench_seconds",
-            ]
-        ]
-        lines += [f"Test set `{test_set}` (mean ± std over seeds):", "", _markdown_table(table), ""]
-    return lines
-
-
-def _network_section(result: EvaluationResult) -> list[str]:
-    if result.networks.empty:
-        return []
-    truth = result.networks["truth"].iloc[0]
-    return [
-        f"## Whole networks (budget {result.settings.whole_network_budget}; truth: {truth})",
-        "",
-        _markdown_table(result.network_summary()),
-        "",
-        _markdown_table(
-            result.networks.groupby(["network", "sampler"])["error_pct"]
-            .mean()
-            .unstack()
-            .reset_index()
-        ),
-        "",
-    ]
-
-
-def _markdown_table(frame: pd.DataFrame) -> str:
-    if frame.empty:
-        return "(none)"
-    columns = [str(c) for c in frame.columns]
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for record in frame.to_dict("records"):
-        lines.append("| " + " | ".join(_cell(record[c]) for c in frame.columns) + " |")
-    return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return "-" if math.isnan(value) else f"{value:.4g}"
-    return str(value)
+# -- JSON -------------------------------------------------------------------------------------
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -1080,85 +792,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
-
-# -- MLflow -----------------------------------------------------------------------------------
-
-
-def log_evaluation(
-    result: EvaluationResult, *, workspace: Workspace, files: Sequence[Path] = ()
-) -> str:
-    """Log the evaluation as one MLflow run in the target's experiment; returns the run id.
-
-    Parameters are the settings, metrics the mean test MAPE per (kind, sampler, budget) on
-    the random test set and the noise floors, artifacts the report files.
-    """
-    from prmodel.train.tracking import experiment_name, quiet_mlflow, tracking_uri_for
-
-    quiet_mlflow()
-    uri = tracking_uri_for(workspace)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # MLflow's deprecation chatter is not actionable here
-        import mlflow
-
-        mlflow.set_tracking_uri(uri)
-        name = experiment_name(result.target_id)
-        experiment = mlflow.get_experiment_by_name(name)
-        if experiment is None:
-            location = None
-            if uri == workspace.mlflow_uri:
-                location = (workspace.mlflow_artifacts_dir / result.target_id).as_uri()
-            experiment_id = mlflow.create_experiment(name, artifact_location=location)
-        else:
-            experiment_id = experiment.experiment_id
-        with mlflow.start_run(experiment_id=experiment_id, run_name="evaluation") as run:
-            mlflow.set_tags({"target_id": result.target_id, "stage": "evaluation"})
-            mlflow.log_params(_flat_params(result))
-            mlflow.log_metrics(_evaluation_metrics(result))
-            for path in files:
-                mlflow.log_artifact(str(path), artifact_path="evaluation")
-            run_id: str = run.info.run_id
-    return run_id
-
-
-def _flat_params(result: EvaluationResult) -> dict[str, Any]:
-    params = {k: str(v) for k, v in result.settings.as_dict().items()}
-    return {**params, "target_id": result.target_id, "fingerprint_hash": result.fingerprint_hash}
-
-
-def _evaluation_metrics(result: EvaluationResult) -> dict[str, float]:
-    metrics: dict[str, float] = {}
-    summary = result.summary()
-    for row in summary[summary["test_set"] == "random"].to_dict("records"):
-        name = f"{row['kind']}_{row['sampler']}_N{row['budget']}_mape"
-        metrics[name] = float(row["mape"])
-    for row in result.noise.to_dict("records"):
-        metrics[f"{row['kind']}_noise_floor_mape"] = float(row["mape"])
-    for row in result.network_summary().to_dict("records"):
-        metrics[f"network_{row['sampler']}_mape"] = float(row["network_mape"])
-    return {k: v for k, v in metrics.items() if math.isfinite(v)}
-
-
 __all__ = [
     "CURVE_COLUMNS",
     "METRICS",
     "NETWORK_COLUMNS",
-    "TEST_SEED",
     "EvaluationError",
     "EvaluationResult",
     "EvaluationSettings",
-    "TestSet",
-    "build_test_sets",
-    "ensure_representatives",
     "evaluate",
-    "log_evaluation",
-    "markdown_report",
-    "network_layers",
     "noise_floor",
-    "plot_curves",
-    "write_report",
 ]

@@ -4,9 +4,11 @@ Stages, each a small function so notebooks and the CLI can reuse them:
 
 1. a conv output-channel sweep that shows the target's latency staircase (table and PNG);
 2. Performance Representative selection from the initial 1-D sweeps, with its plots
-   (:func:`prmodel.select.representatives.run_selection`);
-3. PR benchmarks (plans ``pr-<kind>``) and random held-out test sets (plans ``test-<kind>``);
-4. training one model per kind, logged to MLflow (:func:`prmodel.train.training.train_models`);
+   (:func:`prmodel.workflows.selection.run_selection`);
+3. PR benchmarks (plans ``pr-<kind>``) and random held-out test sets (plans ``test-<kind>``),
+   the named sets of :mod:`prmodel.workflows.datasets`;
+4. training one model per kind (:func:`prmodel.train.training.train_models`), logged to
+   MLflow (:func:`prmodel.train.tracking.log_training`);
 5. estimates of reference networks (the tiny networks of :mod:`prmodel.zoo`, written as
    ONNX files into the workspace, plus any the user adds), compared with their measured
    latency on ONNX Runtime targets, or with the target's own layer latencies elsewhere.
@@ -17,30 +19,47 @@ and a second run measures nothing new.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import numpy as np
+import onnx
+import pandas as pd
 
+from prmodel import zoo
 from prmodel.errors import PrmodelError
+from prmodel.estimate.estimator import Estimator, NetworkEstimate
+from prmodel.estimate.kernels import NetworkKernels
 from prmodel.layers import LayerKind, parse_kind
+from prmodel.measure.frames import layers_from_frame
 from prmodel.measure.plans import SweepPlan, save_plans
 from prmodel.measure.runner import MeasureSettings, SweepReport, run_sweep
 from prmodel.measure.store import MeasurementStore
-from prmodel.targets.base import Target
+from prmodel.networks import NetworkMeasureSettings, load_network
+from prmodel.select.representatives import RepresentativeSet
+from prmodel.select.staircase import JUMP_RATIO, Plateau, StaircasePoint, plateaus, staircase
+from prmodel.targets.base import NetworkRunner, Target, fingerprint_hash
+from prmodel.train.tracking import log_training
+from prmodel.train.training import OverlapWarning, TrainingReport, TrainSettings, train_models
+from prmodel.workflows.calibrate import measure_network
+from prmodel.workflows.datasets import (
+    PR_SET,
+    TEST_SET,
+    Counts,
+    NetworkTruth,
+    draw_pr_layers,
+    draw_test_layers,
+    layer_sum_truth,
+    measure_network_set,
+    measure_sets,
+    profiled_truth,
+)
+from prmodel.workflows.selection import SelectionResult, run_selection
 from prmodel.workspace import Workspace
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-    from prmodel.estimate.estimator import NetworkMeasureSettings
-    from prmodel.select.representatives import RepresentativeSet, SelectionResult
-    from prmodel.train.training import TrainingReport
 
 QUICKSTART_PLAN = SweepPlan(
     name="quickstart_conv_out_channels",
@@ -51,18 +70,12 @@ QUICKSTART_PLAN = SweepPlan(
 )
 """The quickstart's first sweep: a minute or so on one CPU core."""
 
-JUMP_RATIO = 1.03
-"""A latency rise above 3 % from one value to the next counts as a step."""
-
 QUICK_MEASURE = MeasureSettings(batch_ms=10.0, max_rounds=9)
 """Lighter than the runner's defaults (shorter batches, fewer rounds) to keep the quickstart
 short; the statistic (minimum of interleaved round medians) is the same."""
 
 TINY_NETWORKS: tuple[str, ...] = ("tiny_resnet", "tiny_mobilenet", "tiny_vgg")
 """The reference networks of :mod:`prmodel.zoo` the quickstart always estimates."""
-
-TEST_SEED = 7_919_000
-"""Seed of the random test sets (the evaluation's, so both judge models on the same layers)."""
 
 StageCallback = Callable[[str, str], None]
 """Called when a stage starts, with its short name and a one-line description."""
@@ -115,27 +128,6 @@ class QuickstartSettings:
         for path in self.networks:
             if not path.is_file():
                 raise QuickstartError(f"network file {path} does not exist")
-
-
-@dataclass(frozen=True)
-class StaircasePoint:
-    """One point of a 1-D sweep: its value, latency, ratio to the previous, and if it jumps."""
-
-    value: int
-    latency_us: float
-    ratio: float | None
-    jump: bool
-
-
-@dataclass(frozen=True)
-class Plateau:
-    """A run of values between two jumps (``first`` .. ``last`` inclusive)."""
-
-    first: int
-    last: int
-    median_us: float
-    jump_ratio: float | None
-    """This plateau's median over the previous plateau's (None for the first)."""
 
 
 @dataclass(frozen=True)
@@ -343,8 +335,6 @@ def run_quickstart(
     Returns:
         The figures of every stage; also written to ``benchmarks/results/quickstart_summary.json``.
     """
-    import json
-
     settings = settings or QuickstartSettings()
     announce = on_stage or (lambda name, text: None)
     started = time.perf_counter()
@@ -485,68 +475,12 @@ def _sweep_curve(
     return [v for v, _ in measured], [float(t) for _, t in measured]
 
 
-def staircase(
-    values: Sequence[int], latencies: Sequence[float], *, jump_ratio: float = JUMP_RATIO
-) -> list[StaircasePoint]:
-    """The sweep as points with their ratio to the previous point and jump marks."""
-    points = []
-    previous: float | None = None
-    for value, latency in zip(values, latencies, strict=True):
-        ratio = latency / previous if previous else None
-        points.append(
-            StaircasePoint(value, latency, ratio, ratio is not None and ratio > jump_ratio)
-        )
-        previous = latency
-    return points
-
-
-def plateaus(
-    points: Sequence[StaircasePoint], *, jump_ratio: float = JUMP_RATIO, window: int = 3
-) -> list[Plateau]:
-    """Group the points into plateaus between sustained jumps.
-
-    A plateau starts at a point that jumps (rises more than ``jump_ratio`` over the previous
-    one) when the median of it and the next ``window - 1`` points also lies more than
-    ``jump_ratio`` above the median of the ``window`` points before it; so a lone noisy
-    point on a shared machine does not split a plateau.
-    """
-    latency = np.array([p.latency_us for p in points])
-    starts = [0]
-    for i, point in enumerate(points):
-        if i - starts[-1] < 1 or not point.jump:
-            continue
-        before = np.median(latency[max(starts[-1], i - window) : i])
-        after = np.median(latency[i : i + window])
-        if after > before * jump_ratio:
-            starts.append(i)
-    groups: list[range] = []
-    for start, stop in pairwise([*starts, len(points)]):
-        # A "plateau" no higher than the one before is the same plateau, seen through noise.
-        if groups and np.median(latency[start:stop]) <= _median(latency, groups[-1]) * jump_ratio:
-            groups[-1] = range(groups[-1].start, stop)
-        else:
-            groups.append(range(start, stop))
-    medians = [_median(latency, g) for g in groups]
-    return [
-        Plateau(
-            first=points[g.start].value,
-            last=points[g.stop - 1].value,
-            median_us=median,
-            jump_ratio=median / medians[k - 1] if k else None,
-        )
-        for k, (g, median) in enumerate(zip(groups, medians, strict=True))
-    ]
-
-
-def _median(values: np.ndarray, span: range) -> float:
-    return float(np.median(values[span.start : span.stop]))
-
-
 def plot_staircase(
     points: Sequence[StaircasePoint], path: Path, *, title: str, parameter: str
 ) -> Path:
     """Save a PNG of the sweep with its jumps marked; returns ``path``."""
-    # The figure API without pyplot: no global backend switch (a notebook keeps its inline one).
+    # Optional heavy dependency, imported for the plot only. The figure API without pyplot:
+    # no global backend switch (a notebook keeps its inline one).
     from matplotlib.figure import Figure
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -587,8 +521,6 @@ def select_representatives_for(
     workspace: Workspace, target: Target, settings: QuickstartSettings, *, progress: bool = True
 ) -> SelectionResult:
     """The ``prmodel select`` stage for the quickstart's kinds (sweeps, steps, PRs, plots)."""
-    from prmodel.select.representatives import run_selection
-
     return run_selection(
         target,
         workspace=workspace,
@@ -601,9 +533,6 @@ def select_representatives_for(
 
 # -- stage 3: PR benchmarks and test sets -----------------------------------------------------
 
-Counts = tuple[int, int, int]
-"""(measured, reused, failed) points of a stage."""
-
 
 def benchmark_representatives(
     store: MeasurementStore,
@@ -614,58 +543,22 @@ def benchmark_representatives(
     progress: bool = True,
 ) -> tuple[pd.DataFrame, Counts]:
     """Sample ``budget`` PR layers per kind and measure them (plans ``pr-<kind>``)."""
-    from prmodel.select.samplers import PRSampler
-
-    sampler = PRSampler(representatives)
-    drawn = {kind: sampler.sample(kind, settings.budget, seed=0) for kind in settings.kinds}
-    return _measure_sets(store, target, drawn, "pr", settings, progress=progress)
+    drawn = {
+        kind: draw_pr_layers(representatives, kind, settings.budget) for kind in settings.kinds
+    }
+    return measure_sets(
+        drawn, target, store=store, prefix=PR_SET, measure=settings.measure, progress=progress
+    )
 
 
 def measure_test_sets(
     store: MeasurementStore, target: Target, settings: QuickstartSettings, *, progress: bool = True
 ) -> tuple[pd.DataFrame, Counts]:
-    """Measure ``test_size`` random layers per kind (plans ``test-<kind>``)."""
-    from prmodel.select.samplers import RandomSampler
-
-    sampler = RandomSampler()
-    drawn = {
-        kind: sampler.sample(kind, settings.test_size, seed=TEST_SEED) for kind in settings.kinds
-    }
-    return _measure_sets(store, target, drawn, "test", settings, progress=progress)
-
-
-def _measure_sets(
-    store: MeasurementStore,
-    target: Target,
-    drawn: dict[LayerKind, list[Any]],
-    prefix: str,
-    settings: QuickstartSettings,
-    *,
-    progress: bool,
-) -> tuple[pd.DataFrame, Counts]:
-    import pandas as pd
-
-    from prmodel.targets.base import fingerprint_hash
-
-    digest = fingerprint_hash(target.fingerprint())
-    frames, measured, reused, failed = [], 0, 0, 0
-    for kind, layers in drawn.items():
-        wanted = list(dict.fromkeys(layer.key for layer in layers))
-        report = run_sweep(
-            layers,
-            target,
-            store=store,
-            settings=settings.measure,
-            progress=progress,
-            plan_name=f"{prefix}-{kind.value}",
-        )
-        measured, failed = measured + report.measured, failed + report.failed
-        reused += report.skipped
-        frames.append(
-            store.frame(target_id=target.target_id, fingerprint_hash=digest, layer_keys=wanted)
-        )
-    frame = pd.concat([f for f in frames if not f.empty], ignore_index=True) if frames else None
-    return (frame if frame is not None else pd.DataFrame()), (measured, reused, failed)
+    """Measure ``test_size`` random layers per kind (plans ``test-<kind>``, the one test seed)."""
+    drawn = {kind: draw_test_layers(kind, settings.test_size) for kind in settings.kinds}
+    return measure_sets(
+        drawn, target, store=store, prefix=TEST_SET, measure=settings.measure, progress=progress
+    )
 
 
 # -- stage 4: training ------------------------------------------------------------------------
@@ -682,15 +575,12 @@ def train_quickstart_models(
     progress: bool = True,
 ) -> TrainingReport:
     """Fit, test, save and (optionally) log to MLflow one model per kind."""
-    from prmodel.targets.base import fingerprint_hash
-    from prmodel.train.training import OverlapWarning, TrainSettings, train_models
-
     fingerprint = target.fingerprint()
     with warnings.catch_warnings():
         # A PR layer that is also a random test layer is dropped from the test metrics;
         # the model rows report the test size that remains.
         warnings.simplefilter("ignore", OverlapWarning)
-        return train_models(
+        report = train_models(
             train,
             target_id=target.target_id,
             fingerprint_hash=fingerprint_hash(fingerprint),
@@ -701,9 +591,9 @@ def train_quickstart_models(
             representatives=selection.representatives,
             representatives_path=selection.path,
             workspace=workspace,
-            track=settings.track,
             progress=progress,
         )
+    return log_training(report, workspace=workspace) if settings.track else report
 
 
 # -- stage 5: reference networks --------------------------------------------------------------
@@ -711,10 +601,6 @@ def train_quickstart_models(
 
 def reference_networks(workspace: Workspace, settings: QuickstartSettings) -> list[Path]:
     """The tiny zoo networks written as ONNX files into the workspace, then the user's."""
-    import onnx
-
-    from prmodel import zoo
-
     paths = []
     if settings.tiny_networks:
         folder = networks_dir(workspace)
@@ -737,14 +623,12 @@ def estimate_networks(
 ) -> tuple[list[NetworkRow], Counts]:
     """Estimate every network with the trained models and compare with its truth.
 
-    On ONNX Runtime targets the network is run (:func:`~prmodel.estimate.estimator.measure_network`)
-    and the estimate joined to its profiled kernels; on other targets (simulators, the
-    analytic model) the truth is the target's own latency of the modelled layers, measured
-    through the store (plans ``net-<network>``).
+    On targets that run whole networks (ONNX Runtime) the network is run
+    (:func:`~prmodel.workflows.calibrate.measure_network`) and the estimate joined to its
+    profiled kernels; on other targets (simulators, the analytic model) the truth is the
+    target's own latency of the modelled layers, measured through the store (plans
+    ``net-<network>``).
     """
-    from prmodel.estimate.estimator import Estimator
-    from prmodel.estimate.kernels import is_onnxruntime_target, load_network
-
     estimator = Estimator.load(workspace, target, calibrated=True, strict=False)
     rows, counts = [], (0, 0, 0)
     for path in paths:
@@ -754,7 +638,7 @@ def estimate_networks(
             # Extrapolation notes per kernel are for `prmodel estimate`; here only the sums count.
             warnings.simplefilter("ignore")
             estimate = estimator.predict(kernels)
-        if is_onnxruntime_target(target):
+        if isinstance(target, NetworkRunner):
             rows.append(_measured_row(path, estimate, kernels, target, settings))
         else:
             row, more = _layer_sum_row(path, estimate, target, workspace, settings, progress)
@@ -764,93 +648,88 @@ def estimate_networks(
 
 
 def _measured_row(
-    path: Path, estimate: Any, kernels: Any, target: Target, settings: QuickstartSettings
+    path: Path,
+    estimate: NetworkEstimate,
+    kernels: NetworkKernels,
+    target: Target,
+    settings: QuickstartSettings,
 ) -> NetworkRow:
-    from prmodel.estimate.estimator import compare, measure_network
-
     measurement = measure_network(kernels, target, settings=settings.network_measure)
-    joined = compare(estimate, measurement).layers
-    modelled = joined[(joined["status"] == "modelled") & joined["measured_us"].notna()]
-    return NetworkRow(
-        network=estimate.network,
-        path=path,
-        kernels=len(joined),
-        modelled=int((joined["status"] == "modelled").sum()),
-        estimated_us=float(estimate.total_us),
+    truth = profiled_truth(estimate, measurement)
+    return _network_row(
+        path,
+        estimate,
+        truth,
         measured_us=float(measurement.total_us),
-        modelled_estimated_us=float(modelled["predicted_us"].sum()),
-        modelled_measured_us=float(modelled["measured_us"].sum()),
-        truth="measured network; modelled kernels: profiled time",
+        what="measured network; modelled kernels: profiled time",
     )
 
 
 def _layer_sum_row(
     path: Path,
-    estimate: Any,
+    estimate: NetworkEstimate,
     target: Target,
     workspace: Workspace,
     settings: QuickstartSettings,
     progress: bool,
 ) -> tuple[NetworkRow, Counts]:
-    from prmodel.measure.frames import layers_from_frame
-
     frame = estimate.layers
     modelled = frame[frame["status"] == "modelled"]
     layers = layers_from_frame(modelled)
-    distinct = list({layer.key: layer for layer in layers}.values())
     with MeasurementStore(workspace.store_path) as store:
-        report = run_sweep(
-            distinct,
+        latency, counts = measure_network_set(
+            estimate.network,
+            layers,
             target,
             store=store,
-            settings=settings.measure,
+            measure=settings.measure,
             progress=progress,
-            plan_name=f"net-{estimate.network}",
         )
-        truth = store.frame(
-            target_id=target.target_id,
-            fingerprint_hash=report.fingerprint_hash,
-            layer_keys=[layer.key for layer in distinct],
-        )
-    latency = dict(zip(truth["layer_key"], truth["latency_us"], strict=True))
-    known = [i for i, layer in enumerate(layers) if layer.key in latency]
-    row = NetworkRow(
+    predicted = modelled["predicted_us"].to_numpy()
+    truth = layer_sum_truth(layers, predicted, latency, kernels=len(frame))
+    what = f"{target.target_id} latency of the modelled layers"
+    return _network_row(path, estimate, truth, measured_us=None, what=what), counts
+
+
+def _network_row(
+    path: Path,
+    estimate: NetworkEstimate,
+    truth: NetworkTruth,
+    *,
+    measured_us: float | None,
+    what: str,
+) -> NetworkRow:
+    return NetworkRow(
         network=estimate.network,
         path=path,
-        kernels=len(frame),
-        modelled=len(modelled),
+        kernels=truth.kernels,
+        modelled=truth.modelled,
         estimated_us=float(estimate.total_us),
-        measured_us=None,
-        modelled_estimated_us=float(modelled["predicted_us"].iloc[known].sum()),
-        modelled_measured_us=float(sum(latency[layers[i].key] for i in known)),
-        truth=f"{target.target_id} latency of the modelled layers",
+        measured_us=measured_us,
+        modelled_estimated_us=truth.predicted_us,
+        modelled_measured_us=truth.measured_us,
+        truth=what,
     )
-    return row, (report.measured, report.skipped, report.failed)
 
 
 __all__ = [
-    "JUMP_RATIO",
     "QUICKSTART_PLAN",
     "QUICK_MEASURE",
     "TINY_NETWORKS",
     "MeasuredCounts",
     "NetworkRow",
-    "Plateau",
     "QuickstartError",
     "QuickstartResult",
     "QuickstartSettings",
-    "StaircasePoint",
     "StaircaseResult",
     "benchmark_representatives",
     "estimate_networks",
     "measure_test_sets",
     "networks_dir",
-    "plateaus",
     "plot_staircase",
     "reference_networks",
     "run_quickstart",
     "select_representatives_for",
-    "staircase",
     "summary_path",
     "sweep_staircase",
     "train_quickstart_models",

@@ -37,15 +37,14 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
 
 from prmodel.errors import PrmodelError
 from prmodel.layers import LayerConfig, LayerKind
-
-if TYPE_CHECKING:
-    import onnx
 
 DEFAULT_OPSET = 17
 MIN_OPSET = 14  # HardSwish and Clip-with-inputs need it
@@ -72,8 +71,6 @@ class _GraphParts:
     """Nodes, inputs and initializers collected while one model is assembled."""
 
     def __init__(self, layer: LayerConfig, seed: int) -> None:
-        from onnx import TensorProto, helper
-
         self.layer = layer
         self.rng = np.random.default_rng([seed, int(layer.key[:8], 16)])
         self.nodes: list[onnx.NodeProto] = []
@@ -83,13 +80,9 @@ class _GraphParts:
         ]
 
     def add_input(self, name: str, shape: tuple[int, ...]) -> None:
-        from onnx import TensorProto, helper
-
         self.inputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, shape))
 
     def add_node(self, op: str, inputs: list[str], output: str, name: str, **attrs: Any) -> str:
-        from onnx import helper
-
         self.nodes.append(helper.make_node(op, inputs, [output], name=name, **attrs))
         return output
 
@@ -99,8 +92,6 @@ class _GraphParts:
         return self.add_constant(name, values)
 
     def add_constant(self, name: str, values: np.ndarray | float) -> str:
-        from onnx import numpy_helper
-
         array = np.asarray(values, dtype=np.float32)
         self.initializers.append(numpy_helper.from_array(array, name))
         return name
@@ -124,9 +115,6 @@ def build_model(
     Raises:
         OnnxBuildError: an opset outside what the installed ``onnx`` package knows.
     """
-    import onnx
-    from onnx import TensorProto, helper
-
     _check_opset(opset)
     parts = _GraphParts(layer, seed)
     _BUILDERS[layer.kind](parts, opset)
@@ -150,8 +138,6 @@ def save_model(
     layer: LayerConfig, path: str | Path, *, opset: int = DEFAULT_OPSET, seed: int = 0
 ) -> Path:
     """Write :func:`build_model`'s model of ``layer`` to ``path`` (parents created)."""
-    import onnx
-
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     onnx.save_model(build_model(layer, opset=opset, seed=seed), target)
@@ -319,8 +305,6 @@ _BUILDERS = {
 
 
 def _check_opset(opset: int) -> None:
-    import onnx
-
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise OnnxBuildError(

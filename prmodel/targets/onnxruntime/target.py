@@ -19,26 +19,40 @@ import bisect
 import functools
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
 
 from prmodel.layers import LayerConfig
-from prmodel.targets.base import LayerBuildError, TargetError, Timings
-from prmodel.targets.onnxruntime.builder import DEFAULT_OPSET, OUTPUT_NAME, is_helper_node
-
-if TYPE_CHECKING:
-    import onnxruntime as ort
-
-    from prmodel.targets import TargetInfo
+from prmodel.networks import Network, NetworkMeasurement, NetworkMeasureSettings
+from prmodel.targets.base import (
+    LayerBuildError,
+    TargetError,
+    TargetInfo,
+    Timings,
+    UnknownTargetError,
+)
+from prmodel.targets.cpu import cpu_fingerprint, cpu_from_fingerprint, detect_cpu
+from prmodel.targets.onnxruntime import networks as ort_networks
+from prmodel.targets.onnxruntime.builder import (
+    DEFAULT_OPSET,
+    OUTPUT_NAME,
+    build_model,
+    is_helper_node,
+    make_inputs,
+)
+from prmodel.targets.profiles import HardwareProfile, cpu_profile, generic_profile
 
 CPU_PROVIDER = "CPUExecutionProvider"
 
@@ -100,31 +114,6 @@ _BIND_DEVICES = {
     "WebGpuExecutionProvider": "webgpu",
 }
 
-_ISA_FLAGS = (
-    "sse4_2",
-    "avx",
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512vl",
-    "avx512dq",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "avx_vnni",
-    "amx_tile",
-    "amx_bf16",
-    "amx_int8",
-    "asimd",
-    "asimddp",
-    "sve",
-    "sve2",
-    "i8mm",
-    "bf16",
-)
-"""CPU features that select different MLAS kernels (x86 ``flags``, Arm ``Features``)."""
 
 _OPTIONS = ("threads", "inter_threads", "opt")
 _ORT_LEVELS = {
@@ -187,6 +176,22 @@ class OnnxRuntimeTarget:
             opt_level=opt_level,
         )
 
+    @classmethod
+    def target_infos(cls) -> list[TargetInfo]:
+        """Every provider installed here, plus the well-known ones that are not."""
+        installed = ort.get_available_providers()
+        infos = [
+            TargetInfo(short_name(p), f"ONNX Runtime {p}", True, _provider_note(p))
+            for p in installed
+        ]
+        seen = {info.name for info in infos}
+        for alias in _WELL_KNOWN:
+            provider = PROVIDER_ALIASES[alias]
+            if alias not in seen:
+                note = f"not in this onnxruntime build ({ort.__version__})"
+                infos.append(TargetInfo(alias, f"ONNX Runtime {provider}", False, note))
+        return infos
+
     # -- identity ---------------------------------------------------------------------------
     @property
     def target_id(self) -> str:
@@ -198,11 +203,9 @@ class OnnxRuntimeTarget:
 
     def fingerprint(self) -> dict[str, Any]:
         """The hardware (CPU model, ISA, caches, GPUs) and software settings measured."""
-        import onnxruntime
-
         info: dict[str, Any] = {
             "target": "onnxruntime",
-            "onnxruntime": onnxruntime.__version__,
+            "onnxruntime": ort.__version__,
             "provider": self.provider,
             "threads": self.threads,
             "inter_threads": self.inter_threads,
@@ -227,6 +230,19 @@ class OnnxRuntimeTarget:
             )
         return None
 
+    def hardware_profile(self) -> HardwareProfile:
+        """The CPU provider: the built-in profile of the CPU's ISA family, the generic one
+        for every other provider.
+
+        The CPU is the one the fingerprint names (the measurements are keyed on it),
+        completed from this machine; its cache sizes come along. Below ``opt=all`` ONNX
+        Runtime uses no NCHWc kernels, so the NCHWc hints are dropped.
+        """
+        if self.provider != CPU_PROVIDER:
+            return generic_profile(self.name)
+        cpu = cpu_from_fingerprint(self.fingerprint(), detect_cpu())
+        return cpu_profile(cpu, opt_level=self.opt_level)
+
     # -- sessions ---------------------------------------------------------------------------
     def session_options(
         self, *, profile: bool, profile_prefix: str | Path | None = None
@@ -239,8 +255,6 @@ class OnnxRuntimeTarget:
                 temporary directory (never the working directory). ``end_profiling()``
                 returns the file's path; the caller deletes it.
         """
-        import onnxruntime as ort
-
         options = ort.SessionOptions()
         options.graph_optimization_level = getattr(
             ort.GraphOptimizationLevel, _ORT_LEVELS[self.opt_level]
@@ -279,16 +293,35 @@ class OnnxRuntimeTarget:
             raise LayerBuildError(f"{layer.label} cannot run on {self.target_id}: {reason}")
         return OnnxRuntimeBenchmark(self, layer)
 
+    # -- whole networks (the GraphOptimizer and NetworkRunner capabilities) ------------------
+    @property
+    def runtime_name(self) -> str:
+        """``onnxruntime``: its optimizer rewrites networks (fusion, NCHWc) before running."""
+        return "onnxruntime"
+
+    def optimized_graph(self, network: Network) -> onnx.ModelProto:
+        """The graph ONNX Runtime runs for ``network`` at this target's settings."""
+        return ort_networks.optimized_graph(network, self)
+
+    def nchwc_block(self) -> int:
+        """The NCHWc channel block ORT pads to here (16 with AVX-512, 8 with AVX2), probed once."""
+        return ort_networks.nchwc_block_size(self)
+
+    def measure_networks(
+        self,
+        networks: Sequence[Network],
+        settings: NetworkMeasureSettings | None = None,
+        *,
+        on_round: Callable[[int], None] | None = None,
+    ) -> list[NetworkMeasurement]:
+        """Time whole networks with this target's sessions, rounds interleaved (profiled)."""
+        return ort_networks.measure_networks(networks, self, settings=settings, on_round=on_round)
+
 
 class _BoundSession:
     """A session with its inputs and output bound once, so a call only runs the graph."""
 
     def __init__(self, session: ort.InferenceSession, layer: LayerConfig, device: str) -> None:
-        import numpy as np
-        import onnxruntime as ort
-
-        from prmodel.targets.onnxruntime.builder import make_inputs
-
         self.session = session
         self.binding = session.io_binding()
         self._values: list[ort.OrtValue] = []  # bound values must outlive the binding
@@ -351,10 +384,6 @@ class OnnxRuntimeBenchmark:
             ) from None
 
     def _open(self) -> None:
-        import onnxruntime as ort
-
-        from prmodel.targets.onnxruntime.builder import build_model
-
         target = self._target
         model = build_model(self.layer, opset=target.opset).SerializeToString()
         plain_options = target.session_options(profile=False)
@@ -547,15 +576,17 @@ def resolve_provider(name: str) -> str:
     Raises:
         TargetError: an unknown provider, or one this installation does not have.
     """
-    import onnxruntime as ort
-
     key = name.strip().lower()
     known = {p.lower(): p for p in ort.get_all_providers()}
     known.update({short_name(p): p for p in ort.get_all_providers()})
     provider = PROVIDER_ALIASES.get(key) or known.get(key)
     if provider is None:
-        names = ", ".join(["analytic", "scalesim", *sorted(PROVIDER_ALIASES)])
-        raise TargetError(f"unknown target {name!r} (known: {names}, or a provider name)")
+        aliases = tuple(sorted(PROVIDER_ALIASES))
+        raise UnknownTargetError(
+            f"unknown ONNX Runtime provider {name!r} (known: {', '.join(aliases)}, or a "
+            "provider name)",
+            known=aliases,
+        )
     installed = ort.get_available_providers()
     if provider not in installed:
         raise TargetError(
@@ -573,25 +604,6 @@ def short_name(provider: str) -> str:
     return provider.removesuffix("ExecutionProvider").lower()
 
 
-def onnxruntime_target_infos() -> list[TargetInfo]:
-    """Every provider installed here, plus the well-known ones that are not."""
-    import onnxruntime as ort
-
-    from prmodel.targets import TargetInfo
-
-    installed = ort.get_available_providers()
-    infos = [
-        TargetInfo(short_name(p), f"ONNX Runtime {p}", True, _provider_note(p)) for p in installed
-    ]
-    seen = {info.name for info in infos}
-    for alias in _WELL_KNOWN:
-        provider = PROVIDER_ALIASES[alias]
-        if alias not in seen:
-            note = f"not in this onnxruntime build ({ort.__version__})"
-            infos.append(TargetInfo(alias, f"ONNX Runtime {provider}", False, note))
-    return infos
-
-
 def _provider_note(provider: str) -> str:
     if provider == CPU_PROVIDER:
         return "kernel times from the ORT profiler; options threads, inter_threads, opt"
@@ -601,59 +613,6 @@ def _provider_note(provider: str) -> str:
 
 
 # -- machine facts ----------------------------------------------------------------------------
-@functools.cache
-def cpu_fingerprint() -> dict[str, Any]:
-    """CPU model, the ISA flags that pick kernels, logical cores and L2/L3 sizes (KiB)."""
-    model, flags = _cpuinfo()
-    caches = _cache_sizes_kib()
-    return {
-        "machine": platform.machine(),
-        "cpu_model": model or platform.processor() or platform.machine(),
-        "isa": [flag for flag in _ISA_FLAGS if flag in flags],
-        "logical_cores": os.cpu_count(),
-        "l2_kib": caches.get(2),
-        "l3_kib": caches.get(3),
-    }
-
-
-def _cpuinfo() -> tuple[str, set[str]]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "", set()
-    model, flags = "", set[str]()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("model name", "hardware", "cpu model") and not model:
-            model = value.strip()
-        elif key in ("flags", "features") and not flags:
-            flags = set(value.split())
-    return model, flags
-
-
-def _cache_sizes_kib() -> dict[int, int]:
-    """Unified/data cache size per level of CPU 0, from sysfs (empty where unreadable)."""
-    sizes: dict[int, int] = {}
-    for index in sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*")):
-        try:
-            kind = (index / "type").read_text().strip()
-            level = int((index / "level").read_text())
-            size = (index / "size").read_text().strip()
-        except (OSError, ValueError):
-            continue
-        if kind != "Instruction":
-            sizes[level] = _kib(size)
-    return sizes
-
-
-def _kib(text: str) -> int:
-    units = {"K": 1, "M": 1024, "G": 1024 * 1024}
-    if text and text[-1].upper() in units:
-        return int(text[:-1]) * units[text[-1].upper()]
-    return int(text) // 1024
-
-
 @functools.cache
 def _nvidia_gpus() -> tuple[str, ...]:
     try:
@@ -699,9 +658,7 @@ __all__ = [
     "CallKernels",
     "OnnxRuntimeBenchmark",
     "OnnxRuntimeTarget",
-    "cpu_fingerprint",
     "kernel_role",
-    "onnxruntime_target_infos",
     "resolve_provider",
     "short_name",
     "split_trace",
