@@ -822,7 +822,10 @@ def main() -> None:
     args = parser.parse_args()
     paths = sorted(args.networks or NETWORKS.glob("*.onnx"))
     if not paths:
-        sys.exit(f"no networks: export them first (benchmarks/export_zoo.py) into {NETWORKS}")
+        sys.exit(
+            f"no networks in {NETWORKS}: build them first, without torch: "
+            f"prmodel networks build reference --out {NETWORKS}"
+        )
     info, kernel_rows = report(args, paths)
     info["command"] = " ".join(["benchmarks/bench_estimate.py", *sys.argv[1:]])
     name = "bench_estimate"

@@ -1,5 +1,9 @@
 """Export torchvision's reference networks as ONNX files with random weights.
 
+Optional: prmodel builds the same networks without torch (`prmodel networks build reference
+--out benchmarks/networks`, docs/networks.md); this script stays to compare those builders
+with torchvision's own export.
+
 Needs the zoo extra (torch, torchvision): pip install torch==2.14.1 torchvision==0.29.1.
 Run by hand, e.g. from a separate venv that has torch and prmodel (installed with --no-deps):
 

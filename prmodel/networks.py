@@ -107,13 +107,16 @@ def parse_input_shapes(specs: Iterable[str]) -> dict[str, Shape]:
     """Parse ``name=1x3x224x224`` (or a bare ``1x3x224x224`` for the only input).
 
     Raises:
-        NetworkError: a dimension that is not a positive integer.
+        NetworkError: a dimension that is not a positive integer, or one input given twice.
     """
     shapes: dict[str, Shape] = {}
     for spec in specs:
         name, sep, dims = spec.rpartition("=")
         if not sep:
             name, dims = "", spec
+        if name.strip() in shapes:
+            which = f"input {name.strip()!r}" if name.strip() else "the only input (a bare shape)"
+            raise NetworkError(f"--input-shape is given twice for {which}; give each input once")
         try:
             shape = tuple(int(d) for d in re.split(r"[x,]", dims.strip().lower()) if d)
         except ValueError:
@@ -132,6 +135,8 @@ def _read_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, s
         copy.CopyFrom(model)
         return copy, f"model {model.graph.name or '<ModelProto>'!r}", None
     path = Path(model)
+    if path.is_dir():
+        raise NetworkError(f"{path} is a folder, not an ONNX model file")
     if not path.is_file():
         raise NetworkError(f"model file {path} does not exist")
     try:
@@ -216,6 +221,11 @@ def _fix_input_shapes(
             raise NetworkError(
                 f"{source} has {len(inputs)} inputs ({', '.join(names)}); "
                 "name the input in the shape, e.g. --input-shape name=1x3x224x224"
+            )
+        if names[0] in given:
+            raise NetworkError(
+                f"--input-shape is given twice for input {names[0]!r} of {source} (once bare, "
+                "once by name); give each input once"
             )
         given[names[0]] = given.pop("")
     unknown = sorted(set(given) - set(names))

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
+
+from prmodel.errors import PrmodelError
 
 SUBDIRS = ("sweeps", "representatives", "trained_models", "notebooks", "benchmarks/results")
 
@@ -19,7 +22,15 @@ class Workspace:
 
     @classmethod
     def at(cls, root: str | Path = ".") -> Workspace:
-        return cls(Path(root).resolve())
+        """The workspace in folder ``root`` (which need not exist yet).
+
+        Raises:
+            WorkspaceError: ``root`` is an existing file, not a folder.
+        """
+        path = Path(root).resolve()
+        if path.exists() and not path.is_dir():
+            raise WorkspaceError(f"workspace {root} is a file, not a folder")
+        return cls(path)
 
     @property
     def sweeps_dir(self) -> Path:
@@ -49,8 +60,12 @@ class Workspace:
 
     @property
     def mlflow_uri(self) -> str:
-        """Default MLflow tracking store: an SQLite file in the workspace."""
-        return f"sqlite:///{self.root / 'mlflow.db'}"
+        """Default MLflow tracking store: an SQLite file in the workspace.
+
+        The path is URL-quoted: a ``%`` or ``?`` in a folder name would otherwise be read as
+        an escape or the start of the URI's query (SQLAlchemy unquotes it again).
+        """
+        return f"sqlite:///{quote(str(self.root / 'mlflow.db'))}"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:
@@ -61,7 +76,24 @@ class Workspace:
         return self.root / "benchmarks" / "results"
 
     def create(self) -> Workspace:
-        """Make the workspace's folders; returns self."""
+        """Make the workspace's folders; returns self.
+
+        Raises:
+            WorkspaceError: a folder cannot be made (a file in the way, no permission).
+        """
         for sub in SUBDIRS:
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            folder = self.root / sub
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                problem = "a file is in the way"
+            except OSError as exc:
+                problem = str(exc.strerror).lower()
+            else:
+                continue
+            raise WorkspaceError(f"cannot make the folder {folder}: {problem}")
         return self
+
+
+class WorkspaceError(PrmodelError):
+    """A workspace folder that is a file, or cannot be created."""

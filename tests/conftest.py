@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from review_fixtures import Reviewed, build_reviewed
 
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
@@ -41,3 +42,10 @@ def nchwc_block(local_cpu_profile: HardwareProfile) -> int:
     if block is None:
         pytest.skip(f"the CPU profile {local_cpu_profile.name} has no NCHWc block")
     return block
+
+
+@pytest.fixture(scope="session")
+def reviewed(tmp_path_factory: pytest.TempPathFactory) -> Reviewed:
+    """A workspace with training, calibration and estimate runs in its MLflow store
+    (tests/review_fixtures.py); tests may add runs, never remove them."""
+    return build_reviewed(tmp_path_factory.mktemp("reviewed"))

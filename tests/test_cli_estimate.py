@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -13,9 +15,12 @@ import onnx
 import pandas as pd
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from rich.console import Console
 
-from prmodel.cli import main
+from prmodel.cli import _common, _estimate, main
+from prmodel.estimate.calibration import BandwidthFit, Calibration, NetworkFit
 from prmodel.layers import LayerConfig, LayerKind
+from prmodel.networks import NetworkMeasureSettings
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
 from prmodel.train.artifacts import save_model
@@ -297,10 +302,14 @@ def test_an_unmappable_op_is_refused_unless_allowed(
     code, _, err = _run(args, monkeypatch, capsys)
     assert code == 2
     assert "node'up'(ConvTranspose)" in err and "decoder.onnx" in err
-    code, out, _ = _run([*args, "--allow-unmapped", "--json"], monkeypatch, capsys)
+    code, _, err = _run([*args, "--allow-unmapped"], monkeypatch, capsys)
+    assert code == 2  # nothing prices it: only a partial estimate, asked for, is given
+    assert "nomodelforopConvTranspose" in err  # _run drops whitespace
+    code, out, _ = _run([*args, "--allow-unmapped", "--partial", "--json"], monkeypatch, capsys)
     assert code == 0
     rows = {k["op"]: k for k in json.loads(out)["kernels"]}
     assert rows["ConvTranspose"]["status"] == "unmodelled"
+    assert rows["ConvTranspose"]["source"] == "unpriced"
     assert rows["Relu"]["status"] == "modelled"
 
 
@@ -311,3 +320,47 @@ def test_help_shows_an_example(
     code, out, _ = _run([command, "--help"], monkeypatch, capsys)
     assert code == 0
     assert f"Example: prmodel {command}" in out
+
+
+def _lines(text: str) -> list[str]:
+    return [line.rstrip() for line in text.splitlines()]
+
+
+def test_estimate_table_fits_80_columns_with_readable_times(
+    trained: Workspace, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(_common.console, "width", 80)
+    model = trained.root / "tiny_mobilenet.onnx"
+    code, out, _ = _run(
+        ["estimate", str(model), "-t", "analytic", "-w", str(trained.root)], monkeypatch, capsys
+    )
+    assert code == 0
+    assert max(len(line) for line in _lines(out)) <= 80
+    assert "e+" not in out
+    assert re.search(r"estimated latency: [\d.,]+ (µs|ms)", out)
+    assert re.search(r"\d\.\d\d µs|\d+\.\d µs|\d{3} µs", out)  # 3 significant digits + unit
+
+
+def test_calibration_table_fits_80_columns_in_ms_with_whole_network_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(_estimate, "console", Console(file=out, width=80))
+    networks = tuple(
+        NetworkFit(name, measured, measured * 1.2, 0.0, measured * 0.99, measured * 1.03)
+        for name, measured in (
+            ("mobilenet_v3_large_x0_75_256", 2967.3),
+            ("resnet50_128_b2", 152_345.6),
+            ("shufflenet_v2_x0_5", 812.4),
+        )
+    )
+    fit = BandwidthFit(op="Concat", samples=16, fixed_us=0.173, us_per_mb=0.0012, mape=13.34)
+    calibration = Calibration(target_id=CPU_ID, networks=networks, unmodelled=(fit,), loo_mape=2.5)
+    _estimate._print_calibration(calibration, NetworkMeasureSettings(rounds=10))
+    text = out.getvalue()
+    assert max(len(line) for line in _lines(text)) <= 80
+    for name in ("mobilenet_v3_large_x0_75_256", "resnet50_128_b2", "shufflenet_v2_x0_5"):
+        assert name in text
+    assert "2.97 ms" in text and "152 ms" in text and "812 µs" in text
+    assert "+20.0" in text and "-1.0" in text and "+3.0" in text
+    assert "e+" not in text and "…" not in text

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,19 +113,27 @@ def test_train_errors_name_the_problem(
     assert message in str(result.exception)
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def test_ui_serves_the_workspace_store_locally(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[list[str]] = []
+    popen = subprocess.Popen
 
-    def fake_run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    def fake_popen(command: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
+        # A real child that exits at once, started as the UI is (its own process group).
         calls.append(command)
-        return subprocess.CompletedProcess(command, 0)
+        return popen([sys.executable, "-c", "pass"], **kwargs)
 
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    monkeypatch.setattr(subprocess, "run", fake_run)
-    result = invoke("ui", "--port", "5123", "--workspace", str(workspace.root))
-    assert "http://127.0.0.1:5123" in result.output
+    monkeypatch.setattr(subprocess, "Popen", fake_popen)
+    result = invoke("ui", "--port", str(free_port()), "--workspace", str(workspace.root))
+    assert "http://127.0.0.1:" in result.output
     (command,) = calls
     assert command[command.index("--host") + 1] == "127.0.0.1"
     assert command[command.index("--backend-store-uri") + 1] == workspace.mlflow_uri

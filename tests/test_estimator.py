@@ -18,7 +18,14 @@ import pytest
 from estimate_fixtures import analytic_models
 
 from prmodel.estimate.calibration import Calibration
-from prmodel.estimate.estimator import ESTIMATE_COLUMNS, EstimateError, Estimator, LayerModel
+from prmodel.estimate.estimator import (
+    ESTIMATE_COLUMNS,
+    UNPRICED,
+    EstimateError,
+    Estimator,
+    LayerModel,
+    PartialEstimateError,
+)
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.measure.frames import layers_from_frame
 from prmodel.networks import load_network
@@ -90,18 +97,41 @@ def test_unmodelled_ops_use_the_elementwise_proxy(analytic_target: AnalyticTarge
     assert estimate.unmodelled_share == pytest.approx(softmax["predicted_us"] / estimate.sum_us)
 
 
-def test_without_a_proxy_model_unmodelled_ops_cost_zero_and_say_so(
+def test_without_a_proxy_model_an_estimate_is_refused_naming_the_op(
     analytic_target: AnalyticTarget,
 ) -> None:
     kinds = [LayerKind.CONV, LayerKind.DENSE, LayerKind.MAXPOOL, LayerKind.AVGPOOL]
-    estimate = Estimator(analytic_target, analytic_models(kinds)).predict(tiny_vgg())
+    with pytest.raises(PartialEstimateError, match="no model for op Softmax") as refused:
+        Estimator(analytic_target, analytic_models(kinds)).predict(tiny_vgg())
+    assert refused.value.estimate.total_us > 0  # the lower bound is there for who wants it
+
+
+def test_a_partial_estimate_is_a_lower_bound_and_says_so(
+    analytic_target: AnalyticTarget,
+) -> None:
+    kinds = [LayerKind.CONV, LayerKind.DENSE, LayerKind.MAXPOOL, LayerKind.AVGPOOL]
+    estimator = Estimator(analytic_target, analytic_models(kinds), partial=True)
+    estimate = estimator.predict(tiny_vgg())
     softmax = estimate.layers[estimate.layers["op"] == "Softmax"].iloc[0]
-    assert (softmax["status"], softmax["source"], softmax["predicted_us"]) == (
-        "unmodelled",
-        "none",
-        0.0,
-    )
-    assert estimate.unmodelled_share == 0.0
+    assert (softmax["status"], softmax["source"]) == ("unmodelled", UNPRICED)
+    assert estimate.partial and estimate.unpriced_kernels == 1
+    timed = int((estimate.layers["status"] != "free").sum())
+    assert estimate.unpriced_count_share == pytest.approx(1 / timed)
+    assert 0 < estimate.unpriced_bytes_share < 1
+    assert estimate.missing_models == {"op Softmax": 1}
+    assert estimate.warnings[0].startswith("partial estimate: ")
+    assert "at least" in estimate.total_note
+    data = estimate.to_dict()
+    assert data["total_is_lower_bound"] and data["unpriced_kernels"] == 1
+    row = next(k for k in data["kernels"] if k["op"] == "Softmax")
+    assert row["predicted_us"] is None  # never printed as if it were a price
+
+
+def test_a_kind_without_a_model_and_no_proxy_is_named(analytic_target: AnalyticTarget) -> None:
+    models = analytic_models([LayerKind.CONV, LayerKind.DENSE])
+    estimate = Estimator(analytic_target, models, partial=True).predict(tiny_resnet())
+    assert {"maxpool", "globalavgpool"} <= set(estimate.missing_models)
+    assert estimate.unpriced_kernels == sum(estimate.missing_models.values())
 
 
 def test_a_kind_without_a_model_is_unmodelled_never_dropped(
@@ -151,8 +181,9 @@ def test_extrapolation_warnings_are_collected(analytic_target: AnalyticTarget) -
             warnings.warn("conv channels=3 is outside the training range", stacklevel=1)
             return np.ones(len(layers))
 
-    estimate = Estimator(analytic_target, {LayerKind.CONV: Warning_()}).predict(tiny_resnet())
-    assert estimate.warnings == ("conv channels=3 is outside the training range",)
+    only_conv = Estimator(analytic_target, {LayerKind.CONV: Warning_()}, partial=True)
+    estimate = only_conv.predict(tiny_resnet())
+    assert estimate.warnings[1:] == ("conv channels=3 is outside the training range",)
 
 
 def test_to_dict_is_json_serialisable(analytic_target: AnalyticTarget) -> None:

@@ -91,6 +91,9 @@ def test_quickstart_command_end_to_end(tmp_path: Path) -> None:
     for row in data["networks"]:
         assert row["modelled"] > 0 and row["modelled_measured_us"] > 0
         assert row["measured_us"] is None  # no whole-network run on a simulated target
+        # conv and dense only: the pools are unpriced, so the total is a lower bound
+        assert row["partial"] and row["unpriced"] > 0 and row["error_pct"] is None
+        assert set(row["missing"]) <= {"maxpool", "avgpool", "globalavgpool", "op Softmax"}
     assert sorted(p.name for p in (ws / "networks").iterdir()) == sorted(
         f"{n}.onnx" for n in TINY_NETWORKS
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import math
+import re
 import statistics
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from prmodel.layers import LayerConfig
 from prmodel.targets import Benchmark, LayerBuildError, Target, TargetError, get_target
 from prmodel.targets.base import fingerprint_hash
-from prmodel.targets.cpu import ISA_FLAGS
+from prmodel.targets.cpu import ISA_FLAGS, detect_cpu
 from prmodel.targets.onnxruntime import target as ort_target
 from prmodel.targets.onnxruntime.target import LAYOUT_OPS, OnnxRuntimeTarget, split_trace
 
@@ -27,23 +28,26 @@ INSTALLED = ort.get_available_providers()
 
 # -- construction and identity --------------------------------------------------------------
 @pytest.mark.parametrize(
-    ("spec", "target_id"),
+    ("spec", "settings"),
     [
-        ("cpu", "ort-cpu-t1-all"),
-        ("CPU", "ort-cpu-t1-all"),
-        ("CPUExecutionProvider", "ort-cpu-t1-all"),
-        ("cpu:threads=2", "ort-cpu-t2-all"),
-        ("cpu:opt=extended", "ort-cpu-t1-extended"),
-        ("cpu:opt=DISABLE,threads=4", "ort-cpu-t4-disable"),
-        ("cpu:inter_threads=2", "ort-cpu-t1-all-i2"),
-        ("cpu:inter-threads=1", "ort-cpu-t1-all"),
+        ("cpu", "t1-all"),
+        ("CPU", "t1-all"),
+        ("CPUExecutionProvider", "t1-all"),
+        ("cpu:threads=2", "t2-all"),
+        ("cpu:opt=extended", "t1-extended"),
+        ("cpu:opt=DISABLE,threads=4", "t4-disable"),
+        ("cpu:inter_threads=2", "t1-all-i2"),
+        ("cpu:inter-threads=1", "t1-all"),
     ],
 )
-def test_spec_gives_target_id(spec: str, target_id: str) -> None:
+def test_spec_gives_target_id(spec: str, settings: str) -> None:
     target = get_target(spec)
     assert isinstance(target, OnnxRuntimeTarget)
     assert isinstance(target, Target)
-    assert target.target_id == target_id
+    # ort-cpu-<this CPU's ISA level>-<4 hex of CPU model, ISA flags, ORT version>-<settings>
+    isa = detect_cpu().isa
+    assert re.fullmatch(rf"ort-cpu-{isa}-[0-9a-f]{{4}}-{settings}", target.target_id)
+    assert target.target_id.split("-")[3] == get_target("cpu").target_id.split("-")[3]
     assert target.provider == "CPUExecutionProvider"
     assert target.deterministic is False
 

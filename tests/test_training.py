@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -243,3 +246,29 @@ def test_refuses_unusable_training_data(
 def test_settings_are_validated(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ModelError, match=message):
         TrainSettings(**settings)  # type: ignore[arg-type]
+
+
+def test_processes_share_a_study_through_its_storage(tmp_path: Path) -> None:
+    layers = random_dense(40, seed=4)
+    latency = np.array([TARGET.latency_us(layer) for layer in layers])
+    storage = f"sqlite:///{tmp_path / 'studies.db'}"
+
+    def run(trials: int, seed: int = 0) -> pd.DataFrame:
+        settings = TrainSettings(regressor="ridge", trials=trials, folds=2, seed=seed)
+        shared = replace(settings, study_storage=storage)
+        return tune(layers, latency, kind=LayerKind.DENSE, settings=shared).trials
+
+    first = run(3)
+    assert len(first) == 3
+    second = run(6)  # finds the first run's 3 trials and adds 3: 6 in all, not 6 more
+    assert len(second) == 6
+    assert second["number"].tolist() == list(range(6))
+    assert second.head(3)["value"].tolist() == first["value"].tolist()
+    assert len(run(3, seed=1)) == 3  # another problem (seed): a study of its own
+    with pytest.raises(ModelError, match="cannot open the Optuna study storage"):
+        tune(
+            layers,
+            latency,
+            kind=LayerKind.DENSE,
+            settings=TrainSettings(trials=1, folds=2, study_storage="nosuchdb://x"),
+        )

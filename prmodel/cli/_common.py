@@ -9,7 +9,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+
+from prmodel.cli._format import significant
 
 console = Console()
 err_console = Console(stderr=True)
@@ -27,6 +30,23 @@ TargetOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON only.")]
+FromOtherMachineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--from-other-machine",
+        metavar="TARGET_ID",
+        help="Use the artifacts of this target id, made on another machine (another CPU, "
+        "ISA or runtime version), on purpose, e.g. for transfer; the output says so. "
+        "Without it, they are refused.",
+    ),
+]
+
+
+def warn(message: str) -> None:
+    """One loud warning line on stderr (``warning: ...``)."""
+    err_console.print(
+        f"[bold yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True
+    )
 
 
 def print_json(data: Any) -> None:
@@ -60,5 +80,5 @@ def _format(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e6 else f"{value:.3e}"
+        return significant(value)  # never 2.967e+04
     return str(value)

@@ -118,6 +118,15 @@ def _print_result(result: QuickstartResult, *, every_point: bool) -> None:
         "on ONNX Runtime, the target's own layer latency elsewhere",
         style="dim",
     )
+    missing = sorted({name for row in result.networks for name in row.missing})
+    if missing:
+        console.print(
+            f"[yellow]≥: partial estimates[/]: no model prices {', '.join(missing)} (the "
+            "quickstart trains only --kinds), so those kernels count 0 µs, the total is a "
+            "lower bound and has no error %; compare the modelled columns (modelled: kernels "
+            "priced of all), or add kinds (relu also prices reorders and pools by proxy)",
+            highlight=False,
+        )
     counts = result.counts
     console.print(
         f"measured {counts.measured} new points, reused {counts.reused}, failed "
@@ -163,7 +172,7 @@ def _network_table(result: QuickstartResult) -> list[dict[str, object]]:
         {
             "network": row["network"],
             "modelled": f"{row['modelled']}/{row['kernels']}",
-            "est. µs": row["estimated_us"],
+            "est. µs": f"≥{row['estimated_us']:.4g}" if row["partial"] else row["estimated_us"],
             "meas. µs": row["measured_us"],
             "err %": row["error_pct"],
             "modelled est.": row["modelled_estimated_us"],

@@ -10,12 +10,14 @@ from typing import Annotated
 import typer
 
 from prmodel.cli._common import (
+    FromOtherMachineOption,
     JsonOption,
     TargetOption,
     WorkspaceOption,
     console,
     print_json,
     print_table,
+    warn,
 )
 from prmodel.errors import PrmodelError
 from prmodel.layers import LayerKind, parse_kind
@@ -228,6 +230,7 @@ def plan(
     ] = 0.2,
     seed: Annotated[int, typer.Option(help="Seed of the sampler.")] = 0,
     workspace: WorkspaceOption = Path("."),
+    from_other_machine: FromOtherMachineOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Write a benchmark plan of BUDGET layers per kind that `prmodel sweep` runs.
@@ -244,6 +247,9 @@ def plan(
     Example: prmodel plan --sampler pr --budget 1000 --target cpu --kinds conv,dense
 
     Example: prmodel plan --sampler networks --networks benchmarks/networks --budget conv=2500,400
+
+    A PR file selected on another machine (another CPU, ISA or ONNX Runtime) is refused;
+    --from-other-machine TARGET_ID uses that target's PR file on purpose.
     """
     default_budget, budgets = parse_budget(budget)
     chosen = get_target(target)
@@ -267,6 +273,7 @@ def plan(
         name=name,
         out=out,
         progress=not json_output,
+        from_other_machine=from_other_machine,
     )
     if json_output:
         print_json(
@@ -276,9 +283,13 @@ def plan(
                 "budget": default_budget,
                 "budget_by_kind": {kind.value: n for kind, n in budgets.items()},
                 "plans": result.rows(),
+                "from_other_machine": result.from_other_machine,
+                "warnings": list(result.warnings),
             }
         )
         return
+    for message in result.warnings:
+        warn(message)
     _render_plan(result, budget_text=budget, target=target)
 
 

@@ -11,17 +11,22 @@ from typing import Annotated
 import typer
 
 from prmodel.cli._common import (
+    FromOtherMachineOption,
     JsonOption,
     TargetOption,
     WorkspaceOption,
     console,
     print_json,
     print_table,
+    warn,
 )
 from prmodel.errors import PrmodelError
-from prmodel.measure.plans import copy_shipped_plans, find_plans
+from prmodel.measure.cluster import ClusterSettings, sweep_plans_on_cluster
+from prmodel.measure.machines import check_plans, stored_targets
+from prmodel.measure.plans import DEFAULT_MAX_POINTS, SweepPlan, copy_shipped_plans
 from prmodel.measure.recheck import RecheckReport, recheck_store, remeasure_stretches
 from prmodel.measure.runner import MeasureSettings, run_sweep
+from prmodel.measure.sizing import load_sweep
 from prmodel.measure.store import MeasurementStore
 from prmodel.targets import get_target, list_targets
 from prmodel.workspace import Workspace
@@ -72,6 +77,43 @@ def sweep(
             "noisy points keep a wider interval."
         ),
     ] = 15,
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            help="Measure on a Ray cluster instead of here: 'local' (Ray on this machine, "
+            "--workers of them), 'auto', HEAD:6379 or ray://HEAD:10001. Needs "
+            "pip install 'prmodel\\[cluster]'; see docs/farm.md.",  # \\[: not rich markup
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="With --cluster: the most workers to start (local: default one per CPU for "
+            "simulators, 1 for a measured target).",
+            show_default=False,
+        ),
+    ] = None,
+    from_other_machine: FromOtherMachineOption = None,
+    max_points: Annotated[
+        int,
+        typer.Option(
+            "--max-points",
+            min=1,
+            help="Refuse a sweep of more points than this (counted before any is built).",
+        ),
+    ] = DEFAULT_MAX_POINTS,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Measure a sweep of any size (no --max-points limit).")
+    ] = False,
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="With --cluster: workers must match the target as built 'here' (where this "
+            "command runs) or as most of the 'cluster' devices report it (for a driver on "
+            "another kind of machine, e.g. a laptop with ray://).",
+        ),
+    ] = "here",
     json_output: JsonOption = False,
 ) -> None:
     """Measure the layers of sweep plans on a target, resuming what is already stored.
@@ -79,14 +121,28 @@ def sweep(
     Every point is committed to the workspace's store (sweeps/measurements.sqlite) the
     moment it is measured: interrupt at any time and run the same command again to resume.
     A bare name finds a plan in the workspace's sweeps/ or among those shipped with prmodel.
+    The points are counted first: the sweep says how many and about how long they take, and
+    refuses more than --max-points unless confirmed. A plan run again after its file was
+    edited keeps only its new points as members (export --plan). Sweeps running at the same
+    time on one store claim their points, so none is measured twice.
 
     Example: prmodel sweep conv_out_channels --target cpu
 
-    Example: prmodel sweep sweeps/networks-ort-cpu-t1-all.yaml --max-rounds 7
+    Example: prmodel sweep sweeps/networks-<target_id>.yaml --max-rounds 7
+
+    Example: prmodel sweep sweeps/pr.yaml -t scalesim:mode=full --cluster local --workers 2
+
+    Example: prmodel sweep sweeps/pr.yaml -t cpu --cluster ray://HEAD:10001
     """
     ws = Workspace.at(workspace)
-    loaded = find_plans(plans, ws)
     chosen = get_target(target)
+    limit = None if yes else max_points
+    asked = MeasureSettings(canary=canary, seed=seed, max_rounds=max_rounds)
+    loaded, size = load_sweep(plans, ws, chosen, settings=asked, max_points=limit)
+    # A plan drawn for another machine (its PRs, its fusions) is refused unless on purpose.
+    machine_notes = check_plans(loaded, chosen, from_other_machine=from_other_machine)
+    for message in machine_notes:
+        warn(message)
     defaults = MeasureSettings()
     if not defaults.min_rounds <= max_rounds <= defaults.max_rounds:
         raise PrmodelError(
@@ -94,8 +150,14 @@ def sweep(
             f"got {max_rounds}"
         )
     settings = MeasureSettings(canary=canary, seed=seed, max_rounds=max_rounds)
+    if not json_output:
+        console.print(f"{size.describe()} (points already stored are skipped)")
+    if cluster is not None or workers is not None or reference != "here":
+        chosen_cluster = _cluster_settings(cluster, workers, reference)
+        _sweep_on_cluster(loaded, target, ws, settings, chosen_cluster, json_output)
+        return
     reports = []
-    with MeasurementStore(ws.store_path) as store:
+    with MeasurementStore(ws.store_path, check=True) as store:
         for plan in loaded:
             if not json_output:
                 console.print(f"[bold]{plan.name}[/] ({plan.kind.value}, {plan.mode})")
@@ -108,14 +170,74 @@ def sweep(
                     settings=settings,
                     progress=not json_output,
                     plan_name=plan.name,
+                    replace_plan=True,
                 )
             )
     rows = [report.as_dict() for report in reports]
     if json_output:
-        print_json({"store": str(ws.store_path), "target_id": chosen.target_id, "plans": rows})
+        print_json(
+            {
+                "store": str(ws.store_path),
+                "target_id": chosen.target_id,
+                "plans": rows,
+                "warnings": machine_notes,
+            }
+        )
         return
     columns = ["plan_name", "requested", "measured", "skipped", "failed", "seconds"]
     print_table(rows, title=f"sweep on {chosen.target_id}", columns=columns)
+    console.print(f"store: {ws.store_path}")
+
+
+def _cluster_settings(address: str | None, workers: int | None, reference: str) -> ClusterSettings:
+    if address is None:
+        given = "--workers" if workers is not None else "--reference"
+        raise PrmodelError(f"{given} needs --cluster (e.g. --cluster local --workers 2)")
+    return ClusterSettings(address=address, workers=workers, reference=reference)
+
+
+def _sweep_on_cluster(
+    plans: list[SweepPlan],
+    target: str,
+    ws: Workspace,
+    settings: MeasureSettings,
+    chosen: ClusterSettings,
+    json_output: bool,
+) -> None:
+
+    def announce(plan: SweepPlan) -> None:
+        if not json_output:
+            console.print(f"[bold]{plan.name}[/] ({plan.kind.value}, {plan.mode})")
+
+    with MeasurementStore(ws.store_path, check=True) as store:
+        reports = sweep_plans_on_cluster(
+            plans,
+            target,
+            store=store,
+            cluster=chosen,
+            settings=settings,
+            progress=not json_output,
+            on_plan=announce,
+        )
+    rows = [report.as_dict() for report in reports]
+    pool = [asdict(w) for w in reports[-1].workers] if reports else []
+    for row in rows:
+        row.pop("workers")
+    target_id = reports[0].sweep.target_id if reports else None
+    if json_output:
+        data = {"store": str(ws.store_path), "target_id": target_id, "plans": rows}
+        print_json({**data, "workers": pool})
+        return
+    columns = ["plan_name", "requested", "measured", "skipped", "failed", "requeued", "seconds"]
+    print_table(rows, title=f"sweep on {target_id} ({chosen.address})", columns=columns)
+    columns = ["worker", "host", "state", "points", "failed", "points_per_s"]
+    print_table(pool, title="workers (points since the cluster was opened)", columns=columns)
+    if reports:
+        first = reports[0].sweep
+        console.print(
+            f"workers had to match {first.target_id} fingerprint {first.fingerprint_hash}: "
+            f"{reports[0].reference}"
+        )
     console.print(f"store: {ws.store_path}")
 
 
@@ -236,8 +358,12 @@ def export(
     """
     ws = Workspace.at(workspace)
     _require_store(ws)
-    with MeasurementStore(ws.store_path) as store:
+    with MeasurementStore(ws.store_path, readonly=True) as store:
         target_id = _resolve_target_id(store, target) if target else None
+        if plan is not None and plan not in (known := store.plan_names()):
+            raise PrmodelError(
+                f"the store has no plan named {plan!r} (plans: {', '.join(known) or 'none'})"
+            )
         rows = store.export(
             out, target_id=target_id, kind=kind, plan=plan, include_errors=include_errors
         )
@@ -256,30 +382,71 @@ def _resolve_target_id(store: MeasurementStore, target: str) -> str:
     return get_target(target).target_id
 
 
-def show(workspace: WorkspaceOption = Path("."), json_output: JsonOption = False) -> None:
-    """Summarise the measurement store: layers per target and kind, the plans recorded, and
-    how fast the machine was in each hour of measuring (from the sweep's canary).
+def show(
+    workspace: WorkspaceOption = Path("."),
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="First run SQLite's integrity check on the store (exit 2 if it is damaged).",
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Summarise the measurement store: layers per target and kind, the plans recorded,
+    how fast the machine was in each hour of measuring (from the sweep's canary), and which
+    cluster worker measured what (sweeps run with --cluster). The store is only read, so
+    this works on a read-only workspace.
 
     Example: prmodel show --workspace my_ws
+
+    Example: prmodel show --check
     """
     ws = Workspace.at(workspace)
     _require_store(ws)
-    with MeasurementStore(ws.store_path) as store:
+    with MeasurementStore(ws.store_path, readonly=True) as store:
+        if check:
+            store.check_integrity()
+            if not json_output:
+                console.print(f"integrity check of {ws.store_path}: ok")
         rows = store.summary().to_dict("records")
         plans = store.plan_names()
         speed = store.machine_speed().round({"canary_us": 1, "relative": 3}).to_dict("records")
+        found = store.workers().round({"canary_us": 1}).to_dict("records")
+        machines = [
+            {"target_id": t.target_id, "fingerprint": t.fingerprint_hash, "rows": t.rows}
+            | {"measured on": t.describe().removeprefix(f"{t.target_id} on ")}
+            for t in stored_targets(store)
+        ]
+    # NaN (no canary: a deterministic target) is shown as "-" and written as JSON null
+    workers = [{k: (None if v != v else v) for k, v in row.items()} for row in found]
     if json_output:
         print_json(
-            {"store": str(ws.store_path), "layers": rows, "plans": plans, "machine_speed": speed}
+            {
+                "store": str(ws.store_path),
+                "layers": rows,
+                "plans": plans,
+                "machine_speed": speed,
+                "measured_by": workers,
+                "machines": machines,
+            }
         )
         return
     print_table(rows, title=f"measurements in {ws.store_path}")
+    if machines:
+        print_table(machines, title="the machines the rows were measured on")
     console.print(f"plans: {', '.join(plans) if plans else '(none)'}")
     if speed:
         print_table(
             speed,
             title="machine speed by hour (the sweep canary's median wall time; relative to the "
             "fastest hour of the same target)",
+        )
+    if workers:
+        print_table(
+            workers,
+            title="measured by cluster workers (canary_us: the median canary time of their "
+            "points; a host slower than its peers shows a higher one)",
         )
 
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from prmodel.cli._common import (
+    FromOtherMachineOption,
     JsonOption,
     TargetOption,
     WorkspaceOption,
@@ -19,18 +17,14 @@ from prmodel.cli._common import (
     print_json,
     print_table,
 )
-from prmodel.errors import PrmodelError
 from prmodel.layers import parse_kind
 from prmodel.targets import get_target
+from prmodel.targets.identity import describe_machine
 from prmodel.train.artifacts import list_model_cards
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
     from prmodel.train.training import TrainingReport
-
-
-class TrainCommandError(PrmodelError):
-    """A training command that cannot run (the MLflow UI exited with an error)."""
 
 
 def register(app: typer.Typer) -> None:
@@ -69,8 +63,18 @@ def train(
         int, typer.Option(help="Random layers to draw and measure where a test set is missing.")
     ] = 100,
     seed: Annotated[int, typer.Option(help="Seed of the folds, Optuna and the regressor.")] = 0,
+    study_storage: Annotated[
+        str | None,
+        typer.Option(
+            help="Share each kind's Optuna study through this RDB storage URL "
+            "(sqlite:///studies.db, postgresql://...): processes training the same rows "
+            "split --trials between them. Default: a private study.",
+            show_default=False,
+        ),
+    ] = None,
     track: Annotated[bool, typer.Option(help="Log every kind as an MLflow run.")] = True,
     workspace: WorkspaceOption = Path("."),
+    from_other_machine: FromOtherMachineOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Train one latency model per layer kind, test it on held-out random layers, save it.
@@ -83,6 +87,12 @@ def train(
     'prmodel ui').
 
     Example: prmodel train --target cpu --kinds conv,dense --trials 25
+
+    Example: prmodel train --trials 100 --study-storage sqlite:///studies.db (run it in two
+    shells: they share the 100 trials of each kind)
+
+    Rows are always this machine's; a PR file selected on another machine is refused, and
+    --from-other-machine TARGET_ID uses that target's PR file on purpose.
     """
     # Function-level: the training workflow imports optuna (and MLflow's helpers), which
     # `prmodel estimate` must not load just because every command is registered.
@@ -90,7 +100,12 @@ def train(
     from prmodel.workflows.training import train_target
 
     settings = TrainSettings(
-        regressor=regressor, trials=trials, folds=folds, timeout_s=timeout, seed=seed
+        regressor=regressor,
+        trials=trials,
+        folds=folds,
+        timeout_s=timeout,
+        seed=seed,
+        study_storage=study_storage,
     )
     chosen_kinds = [parse_kind(k.strip()) for k in kinds.split(",") if k.strip()] if kinds else None
     ws = Workspace.at(workspace)
@@ -105,6 +120,7 @@ def train(
         track=track,
         progress=not json_output,
         on_note=None if json_output else err_console.print,
+        from_other_machine=from_other_machine,
     )
     _render(report, ws, json_output=json_output)
 
@@ -174,6 +190,7 @@ def models(
             "±10 %": card.metrics.get("test_within_10"),
             "Spearman": card.metrics.get("test_spearman"),
             "created": card.created,
+            "trained on": describe_machine(card.fingerprint) if card.fingerprint else None,
             "path": str(path),
         }
         for path, card in cards
@@ -186,9 +203,12 @@ def models(
         return
     # On screen the date is enough and the folder is printed once below.
     table = [{**row, "created": str(row["created"])[:10]} for row in rows]
-    columns = [c for c in rows[0] if c != "path"]
+    columns = [c for c in rows[0] if c not in ("path", "trained on")]
     print_table(table, title="trained models", columns=columns)
     console.print(f"in {ws.models_dir}")
+    machines = dict.fromkeys((row["target"], row["trained on"]) for row in rows)
+    for listed, machine in machines:
+        console.print(f"{listed}: trained on {machine or 'an unrecorded machine'}")
 
 
 def _stored_target_id(ws: Workspace, target: str) -> str:
@@ -198,37 +218,35 @@ def _stored_target_id(ws: Workspace, target: str) -> str:
 
 
 def ui(
-    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 5000,
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.", min=1, max=65535)] = 5000,
     workspace: WorkspaceOption = Path("."),
 ) -> None:
     """Start the MLflow UI on the workspace's tracking store (local only; Ctrl-C stops it).
 
+    Once it answers, a link per target opens that target's runs in MLflow's model-training
+    view. The UI and every process it starts stop with this command (Ctrl-C, SIGTERM or
+    SIGHUP); a port already in use is an error. docs/review.md shows what to look at.
+
     Example: prmodel ui --port 5000
     """
     # Function-level: train.tracking loads optuna and matplotlib, kept off `prmodel estimate`.
-    from prmodel.train.tracking import QUIET_ENV, tracking_uri_for
+    from prmodel.train.tracking import tracking_uri_for
+    from prmodel.workflows.ui import serve_ui
 
     ws = Workspace.at(workspace)
-    uri = tracking_uri_for(ws)
-    command = [
-        sys.executable,
-        "-m",
-        "mlflow",
-        "ui",
-        "--backend-store-uri",
-        uri,
-        "--default-artifact-root",
-        ws.mlflow_artifacts_dir.as_uri(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)")
-    env = {**QUIET_ENV, **os.environ}
-    try:
-        completed = subprocess.run(command, env=env, check=False)
-    except KeyboardInterrupt:
-        return
-    if completed.returncode not in (0, 130, -2):
-        raise TrainCommandError(f"mlflow ui exited with status {completed.returncode}")
+
+    def started(url: str, pgid: int) -> None:
+        console.print(
+            f"MLflow UI for {tracking_uri_for(ws)} at {url} (Ctrl-C stops it; process group "
+            f"{pgid})",
+            highlight=False,
+        )
+
+    def ready(links: dict[str, str]) -> None:
+        if not links:
+            console.print("ready; no prmodel runs yet ('prmodel train' logs the first ones)")
+        for name, link in links.items():
+            console.print(f"{name}: {link}", highlight=False, soft_wrap=True)
+
+    serve_ui(ws, port=port, on_start=started, on_ready=ready)
+    err_console.print("MLflow UI stopped")

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -71,6 +72,7 @@ import pandas as pd
 
 from prmodel.errors import PrmodelError
 from prmodel.targets.base import Target
+from prmodel.targets.identity import FROM_OTHER_MACHINE, MachineWarning, check_recorded
 from prmodel.workspace import Workspace
 
 CALIBRATION_FILE = "calibration.json"
@@ -310,11 +312,26 @@ def calibration_path(workspace: Workspace, target_id: str) -> Path:
     return workspace.models_dir / target_id / CALIBRATION_FILE
 
 
-def load_calibration(workspace: Workspace, target_id: str) -> Calibration | None:
+def load_calibration(
+    workspace: Workspace,
+    target_id: str,
+    *,
+    running: Mapping[str, Any] | None = None,
+    on_purpose: bool = False,
+) -> Calibration | None:
     """The target's saved calibration, or None where there is none.
+
+    Args:
+        workspace: Holds ``trained_models/<target_id>/calibration.json``.
+        target_id: The target whose calibration is wanted.
+        running: The running target's fingerprint: refuse a calibration measured on another
+            machine (its ``notes.fingerprint``; files of earlier versions record none).
+        on_purpose: Use one of another machine anyway, with a
+            :class:`~prmodel.targets.identity.MachineWarning`.
 
     Raises:
         CalibrationError: the file exists but is malformed or belongs to another target.
+        OtherMachineError: it was measured on another machine, not on purpose.
     """
     path = calibration_path(workspace, target_id)
     if not path.is_file():
@@ -324,6 +341,21 @@ def load_calibration(workspace: Workspace, target_id: str) -> Calibration | None
         raise CalibrationError(
             f"calibration file {path} is for target {calibration.target_id}, not {target_id}"
         )
+    recorded = calibration.notes.get("fingerprint")
+    if running is not None and isinstance(recorded, Mapping):
+        inside = path.is_relative_to(workspace.root)
+        label = str(path.relative_to(workspace.root)) if inside else str(path)
+        notes = check_recorded(
+            label,
+            recorded,
+            running,
+            verb="calibrated",
+            on_purpose=on_purpose,
+            remedy=f"run `prmodel calibrate` here, or estimate with {FROM_OTHER_MACHINE} "
+            f"{target_id} to use it on purpose",
+        )
+        for note in notes:
+            warnings.warn(note, MachineWarning, stacklevel=2)
     return calibration
 
 
@@ -337,6 +369,7 @@ def fit_calibration(
     weight_cap_bytes: int = DEFAULT_WEIGHT_CAP_BYTES,
     core_cache_bytes: int = DEFAULT_CORE_CACHE_BYTES,
     notes: Mapping[str, Any] | None = None,
+    forms: Sequence[tuple[str, ...]] | None = None,
 ) -> Calibration:
     """Fit the unmodelled-op costs and the network-total correction from measured networks.
 
@@ -348,6 +381,10 @@ def fit_calibration(
         core_cache_bytes: The per-core cache (L2): each kernel's weights up to this size
             are cached when it runs alone.
         notes: Free-form facts saved with the calibration (settings, machine).
+        forms: The term sets to choose among by leave-one-network-out error, each starting
+            with ``"scale"`` (None: :data:`FULL_FORM` from :data:`FULL_FORM_MIN_NETWORKS`
+            networks on, else the scale with at most one other term). Models trained on
+            in-network kernel times need other terms than models of lone layers.
 
     Networks whose kernel sum is more than :data:`MAX_SUM_RATIO` off their measurement are
     left out of the total's fit and named in ``excluded``.
@@ -378,7 +415,7 @@ def fit_calibration(
             f"every network's kernel sum is more than {MAX_SUM_RATIO:g}x off its measured "
             f"latency ({ratios}): the layer models need fixing before a calibration can help"
         )
-    terms, cap, loo = _select_terms({c: f[kept] for c, f in by_cap.items()}, measured[kept])
+    terms, cap, loo = _select_terms({c: f[kept] for c, f in by_cap.items()}, measured[kept], forms)
     features = by_cap[cap]
     coefficients = _fit(features[kept], measured[kept], terms)
     loo_each = np.full(len(samples), np.nan)
@@ -502,16 +539,21 @@ def _features_by_cap(
 
 
 def _select_terms(
-    by_cap: Mapping[float, np.ndarray], measured: np.ndarray
+    by_cap: Mapping[float, np.ndarray],
+    measured: np.ndarray,
+    forms: Sequence[tuple[str, ...]] | None = None,
 ) -> tuple[tuple[str, ...], float, float | None]:
     """The term set (and cap) with the lowest leave-one-network-out MAPE.
 
-    From :data:`FULL_FORM_MIN_NETWORKS` networks on, the set is :data:`FULL_FORM` and only
-    its cap is chosen. Ties go to fewer terms, then to the smaller cap. Returns the terms,
-    the cap of the ``capped`` term (the first choice where it is not used) and the MAPE.
+    Among ``forms`` where given; else from :data:`FULL_FORM_MIN_NETWORKS` networks on, the
+    set is :data:`FULL_FORM` and only its cap is chosen. Ties go to fewer terms, then to the
+    smaller cap. Returns the terms, the cap of the ``capped`` term (the first choice where it
+    is not used) and the MAPE.
     """
     first = next(iter(by_cap))
-    if len(measured) >= FULL_FORM_MIN_NETWORKS:
+    if forms is not None:
+        candidates = [tuple(terms) for terms in forms]
+    elif len(measured) >= FULL_FORM_MIN_NETWORKS:
         candidates = [FULL_FORM]
     else:
         candidates = [

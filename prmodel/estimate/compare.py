@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from prmodel.estimate.estimator import NetworkEstimate
+from prmodel.estimate.estimator import UNPRICED, NetworkEstimate
 from prmodel.networks import NetworkMeasurement, json_records
 
 
@@ -108,6 +108,9 @@ def compare(estimate: NetworkEstimate, measurement: NetworkMeasurement) -> Compa
     times = measured["measured_us"].to_numpy(dtype=np.float64)
     layers["measured_us"] = [times[j] if j is not None else np.nan for j in matched]
     comparable = (layers["measured_us"] > 0) & (layers["status"] != "free")
+    if "source" in layers:
+        # An unpriced kernel has no prediction to be wrong by: its 0 µs is not an estimate.
+        comparable &= layers["source"] != UNPRICED
     layers["error_pct"] = (
         100 * (layers["predicted_us"] - layers["measured_us"]) / layers["measured_us"]
     ).where(comparable)

@@ -14,8 +14,12 @@ model or refused by the target), in this order, named in each row's ``source``:
 2. ``elementwise proxy``: the trained model of an element-wise kind (relu, else add or mul)
    on the kernel's largest tensor, scaled by the ratio of bytes moved: such ops are
    memory-bound, and the element-wise models have learned this target's bandwidth;
-3. ``none``: 0 µs. The row says so, and the estimate's ``unmodelled_share`` shows how much
-   of the total rests on fallbacks.
+3. ``unpriced``: nothing prices the kernel. It counts 0 µs in the sums, so the total is a
+   lower bound: :attr:`NetworkEstimate.partial` is true, the estimate says "at least", its
+   ``unpriced_*`` fields give the share of kernels and of bytes moved left out, and its
+   first warning names the kinds and ops without a model. An :class:`Estimator` refuses
+   such an estimate (:class:`PartialEstimateError`) unless it was made with
+   ``partial=True``.
 
 Measuring a network (:func:`prmodel.workflows.calibrate.measure_network`) and comparing it
 with an estimate (:func:`prmodel.estimate.compare.compare`) live elsewhere: this module
@@ -27,7 +31,7 @@ from __future__ import annotations
 import warnings
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -51,11 +55,14 @@ from prmodel.measure.frames import LAYER_COLUMNS
 from prmodel.networks import json_records
 from prmodel.targets import get_target
 from prmodel.targets.base import Target
-from prmodel.train.artifacts import load_models
+from prmodel.train.artifacts import explain_missing_models, load_models, model_folder_notes
 from prmodel.workspace import Workspace
 
 PROXY_KINDS: tuple[LayerKind, ...] = (LayerKind.RELU, LayerKind.ADD, LayerKind.MUL)
 """Element-wise kinds whose models price unmodelled memory-bound kernels, in preference."""
+
+UNPRICED = "unpriced"
+"""The ``source`` of a kernel that nothing prices (it counts 0 µs: the total is a lower bound)."""
 
 ESTIMATE_COLUMNS: tuple[str, ...] = (
     "node",
@@ -75,7 +82,8 @@ ESTIMATE_COLUMNS: tuple[str, ...] = (
 )
 """Columns of :attr:`NetworkEstimate.layers`. ``status`` is ``modelled``, ``unmodelled`` or
 ``free``; ``source`` how the time was obtained (``model``, ``bandwidth fit``,
-``elementwise proxy``, ``none``, ``free``); ``output_shape`` the first output as ``1x64x56x56``
+``elementwise proxy``, ``unpriced``: nothing prices it, 0 in the sums, ``free``);
+``output_shape`` the first output as ``1x64x56x56``
 (padded channels inside NCHWc); ``kind`` and the other LayerConfig columns
 describe the mapped layer (empty where there is none); ``share_pct`` is the share of the
 sum of predictions; ``calibrated_us`` the prediction with the per-kernel calibration terms."""
@@ -130,27 +138,132 @@ class NetworkEstimate:
         return self.unmodelled_us / self.sum_us if self.sum_us > 0 else 0.0
 
     @property
+    def unpriced(self) -> pd.DataFrame:
+        """The kernels nothing prices (``source == "unpriced"``): 0 µs in every sum."""
+        return self.layers[self.layers["source"] == UNPRICED]
+
+    @property
+    def unpriced_kernels(self) -> int:
+        """How many kernels nothing prices."""
+        return len(self.unpriced)
+
+    @property
+    def partial(self) -> bool:
+        """Whether some kernel is unpriced, so that ``total_us`` is only a lower bound."""
+        return self.unpriced_kernels > 0
+
+    @property
+    def unpriced_count_share(self) -> float:
+        """Share (0-1) of the network's kernels (free ones aside) that nothing prices."""
+        timed = int((self.layers["status"] != "free").sum())
+        return self.unpriced_kernels / timed if timed else 0.0
+
+    @property
+    def unpriced_bytes_share(self) -> float:
+        """Share (0-1) of the bytes the network's kernels move that unpriced kernels move.
+
+        Their time is unknown, so no share of the time can be given; most of them are
+        memory-bound, for which the bytes moved are the honest measure of what is missing.
+        """
+        moved = self.layers.loc[self.layers["status"] != "free", "bytes_moved"].sum()
+        return float(self.unpriced["bytes_moved"].sum() / moved) if moved > 0 else 0.0
+
+    @property
+    def missing_models(self) -> dict[str, int]:
+        """What lacks a model, with its number of unpriced kernels: layer kinds without a
+        trained model (``maxpool``; ``sigmoid (op QuickGelu)`` where the op is not the kind's
+        own), kinds the target refuses (``conv, refused by the target``) and ops without a
+        layer kind (``op Concat``)."""
+        found: dict[str, int] = {}
+        for _, row in self.unpriced.iterrows():
+            found[_missing_label(row)] = found.get(_missing_label(row), 0) + 1
+        return found
+
+    @property
+    def partial_note(self) -> str:
+        """One sentence on what the estimate leaves out ("" when nothing is unpriced)."""
+        if not self.partial:
+            return ""
+        missing = ", ".join(
+            f"{name} in {count} kernel{'s' if count > 1 else ''}"
+            for name, count in self.missing_models.items()
+        )
+        return (
+            f"{self.network}: {self.unpriced_kernels} of "
+            f"{int((self.layers['status'] != 'free').sum())} kernels "
+            f"({_percent(self.unpriced_count_share)} of the kernels, "
+            f"{_percent(self.unpriced_bytes_share)} of the bytes moved) have no model and "
+            f"count 0 µs, so the estimate is at least {self.total_us:,.1f} µs: no model for "
+            f"{missing}"
+        )
+
+    @property
     def total_note(self) -> str:
         """How ``total_us`` was obtained, in words."""
+        bound = "at least: unpriced kernels count 0; " if self.partial else ""
         if self.calibration is None:
-            return "plain sum of kernel predictions (no calibration fitted for this target)"
-        return f"calibrated: {self.calibration.formula}"
+            return f"{bound}plain sum of kernel predictions (no calibration fitted for this target)"
+        return f"{bound}calibrated: {self.calibration.formula}"
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly summary with every kernel row."""
+        """A JSON-friendly summary with every kernel row (unpriced kernels' times null)."""
+        kernels = json_records(self.layers)
+        for record in kernels:
+            if record["source"] == UNPRICED:
+                record.update(predicted_us=None, calibrated_us=None, share_pct=None)
         return {
             "network": self.network,
             "target_id": self.target_id,
             "runtime": self.runtime,
             "total_us": self.total_us,
+            "total_is_lower_bound": self.partial,
             "sum_us": self.sum_us,
             "calibrated": self.calibrated,
             "total_note": self.total_note,
             "unmodelled_us": self.unmodelled_us,
             "unmodelled_share": self.unmodelled_share,
-            "kernels": json_records(self.layers),
+            "partial": self.partial,
+            "unpriced_kernels": self.unpriced_kernels,
+            "unpriced_count_share": self.unpriced_count_share,
+            "unpriced_bytes_share": self.unpriced_bytes_share,
+            "missing_models": self.missing_models,
+            "kernels": kernels,
             "warnings": list(self.warnings),
         }
+
+
+class PartialEstimateError(EstimateError):
+    """Some kernels of a network have no model: the estimate would only be a lower bound.
+
+    ``estimate`` holds that partial estimate, for a caller that wants it anyway.
+    """
+
+    def __init__(self, estimate: NetworkEstimate, *, notes: Sequence[str] = ()) -> None:
+        self.estimate = estimate
+        also = f" (also: {'; '.join(notes)})" if notes else ""
+        super().__init__(
+            f"{estimate.partial_note}{also}; train those kinds (an element-wise model such as "
+            "relu also prices reorders, Concat and other memory-bound ops), fit a calibration "
+            "(prmodel calibrate), or ask for a partial estimate (--partial; "
+            "Estimator(..., partial=True))"
+        )
+
+
+def _percent(share: float) -> str:
+    """A share as a percentage that never rounds a partial share to 0 % or 100 %."""
+    if 0 < share < 0.01:
+        return "under 1 %"
+    return "over 99 %" if 0.99 < share < 1 else f"{100 * share:.0f} %"
+
+
+def _missing_label(row: pd.Series) -> str:
+    kind, op = row["kind"], str(row["op"]).rpartition(".")[2]
+    if not isinstance(kind, str) or not kind:
+        return f"op {op}"
+    # The op too where it is not the kind's own (QuickGelu as sigmoid, a scaling Mul as relu).
+    own = op.lower().replace("average", "avg") == kind  # GlobalAveragePool is globalavgpool's
+    label = kind if own else f"{kind} (op {op})"
+    return f"{label}, refused by the target" if "target refuses" in row["note"] else label
 
 
 class Estimator:
@@ -164,6 +277,9 @@ class Estimator:
         models: Trained models by layer kind (anything with ``predict(layers)`` in µs).
         calibration: Network-level correction; None for the plain sum.
         strict: Refuse compute-heavy ops that cannot be mapped (else list them unmodelled).
+        partial: Return estimates with unpriced kernels (a lower bound, marked
+            :attr:`NetworkEstimate.partial`) instead of raising :class:`PartialEstimateError`.
+        notes: Warnings every estimate carries (e.g. model folders that were skipped).
     """
 
     def __init__(
@@ -173,11 +289,15 @@ class Estimator:
         *,
         calibration: Calibration | None = None,
         strict: bool = True,
+        partial: bool = False,
+        notes: Sequence[str] = (),
     ) -> None:
         self.target = target
         self.models = models
         self.calibration = calibration
         self.strict = strict
+        self.partial = partial
+        self.notes = tuple(notes)
 
     @classmethod
     def load(
@@ -187,23 +307,48 @@ class Estimator:
         *,
         calibrated: bool = True,
         strict: bool = True,
+        partial: bool = False,
+        from_other_machine: str | None = None,
     ) -> Estimator:
         """The estimator for ``target`` with the models (and calibration) saved in a workspace.
+
+        Models and calibration must have been made on this machine
+        (:mod:`prmodel.train.card_checks`); ``from_other_machine`` uses those of another
+        target id on purpose, and every estimate then says so first among its warnings.
 
         Raises:
             EstimateError: the workspace has no trained models for the target.
             ModelError: a saved model is broken, tampered or mismatched.
+            OtherMachineError: models or calibration of another machine, not on purpose.
+            OldTargetIdError: the models are under the target's old id.
         """
         ws = workspace if isinstance(workspace, Workspace) else Workspace.at(workspace)
         resolved = get_target(target) if isinstance(target, str) else target
-        models = load_models(ws, resolved.target_id)
-        if not models:
-            raise EstimateError(
-                f"no trained models for target {resolved.target_id} in {ws.models_dir}; "
-                f"train them first (prmodel train --target ...)"
-            )
-        calibration = load_calibration(ws, resolved.target_id) if calibrated else None
-        return cls(resolved, models, calibration=calibration, strict=strict)
+        models_id = from_other_machine or resolved.target_id
+        on_purpose = from_other_machine is not None
+        running = resolved.fingerprint()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            models = load_models(ws, models_id, running=running, on_purpose=on_purpose)
+            if not models:
+                explained = None if on_purpose else explain_missing_models(ws, resolved)
+                raise explained or EstimateError(
+                    f"no trained models for target {models_id} in {ws.models_dir}; "
+                    f"train them first (prmodel train --target ...)"
+                )
+            calibration = None
+            if calibrated:
+                calibration = load_calibration(
+                    ws, models_id, running=running, on_purpose=on_purpose
+                )
+        return cls(
+            resolved,
+            models,
+            calibration=calibration,
+            strict=strict,
+            partial=partial,
+            notes=[*map(str, (w.message for w in caught)), *model_folder_notes(ws, models_id)],
+        )
 
     def kernels(self, model: ModelInput, *, input_shapes: InputShapes = None) -> NetworkKernels:
         """The kernels the target runs for ``model``, mapped to layers (no prediction)."""
@@ -224,12 +369,13 @@ class Estimator:
         Raises:
             EstimateError: the model cannot be read or mapped
                 (see :func:`~prmodel.networks.load_network`).
+            PartialEstimateError: some kernels have no model (unless ``partial``).
         """
         found = self.kernels(model, input_shapes=input_shapes)
         kernels = found.kernels
         status, notes = self._classify(kernels)
         predicted = np.zeros(len(kernels))
-        source = ["free" if s == "free" else "none" for s in status]
+        source = ["free" if s == "free" else UNPRICED for s in status]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             self._predict_modelled(kernels, status, predicted, source)
@@ -243,7 +389,7 @@ class Estimator:
             total = self.calibration.total_us(
                 frame.loc[active, "predicted_us"], frame.loc[active, "weight_bytes"]
             )
-        return NetworkEstimate(
+        estimate = NetworkEstimate(
             network=found.network.name,
             target_id=self.target.target_id,
             runtime=found.runtime,
@@ -251,8 +397,17 @@ class Estimator:
             sum_us=sum_us,
             total_us=total,
             calibration=self.calibration,
-            warnings=tuple(dict.fromkeys([*self._stale_calibration(), *map(str, messages)])),
+            warnings=tuple(
+                dict.fromkeys([*self.notes, *self._stale_calibration(), *map(str, messages)])
+            ),
         )
+        if not estimate.partial:
+            return estimate
+        if not self.partial:
+            raise PartialEstimateError(estimate, notes=self.notes)
+        # The loudest warning comes first: the total leaves kernels out.
+        loud = f"partial estimate: {estimate.partial_note}"
+        return replace(estimate, warnings=(loud, *estimate.warnings))
 
     def _stale_calibration(self) -> list[str]:
         """A warning where the calibration was fitted with other trained models."""
@@ -333,6 +488,8 @@ class Estimator:
             return
         proxies: list[tuple[int, LayerConfig]] = []
         for index in indices:
+            if kernels[index].compute_bound:
+                continue  # arithmetic, not memory traffic: no element-wise op prices it
             layer = _proxy_layer(kernels[index], kind)
             if layer is not None:
                 proxies.append((index, layer))
@@ -440,10 +597,12 @@ def _estimate_frame(
 __all__ = [
     "ESTIMATE_COLUMNS",
     "PROXY_KINDS",
+    "UNPRICED",
     "EstimateError",
     "Estimator",
     "LayerModel",
     "NetworkEstimate",
+    "PartialEstimateError",
     "mapped_layers",
     "model_digests",
 ]

@@ -156,7 +156,7 @@ class NetworkKernels:
     network: Network
     kernels: tuple[Kernel, ...]
     runtime: str
-    """How the kernels were found, e.g. ``onnxruntime optimizer (ort-cpu-t1-all)``."""
+    """How the kernels were found, e.g. ``onnxruntime optimizer (ort-cpu-avx2-3f9c-t1-all)``."""
 
 
 ModelInput = str | Path | onnx.ModelProto | Network | NetworkKernels

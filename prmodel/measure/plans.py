@@ -23,9 +23,10 @@ choices. A point that is not a valid layer is an error naming it, unless the pla
 
 from __future__ import annotations
 
+import math
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import pairwise, product
 from pathlib import Path
 from typing import Any, Literal
@@ -51,8 +52,27 @@ _PLAN_FIELDS = ("name", "kind", "description", "fixed", "activation", "residual"
 _RANDOM_ATTEMPTS_PER_POINT = 200
 
 
+DEFAULT_MAX_POINTS = 50_000
+"""The most points a plan (or one sweep) may have unless the user confirms a larger one: on a
+CPU target that is several hours of measuring."""
+
+
 class PlanError(PrmodelError, ValueError):
     """A sweep plan that cannot be read: the message names the file, plan and field."""
+
+
+class PlanTooLargeError(PlanError):
+    """A plan with more points than the limit, found by counting before building them."""
+
+    def __init__(self, where: str, points: int, limit: int, *, duration: str = "") -> None:
+        self.where = where
+        self.points = points
+        self.limit = limit
+        took = f" ({duration})" if duration else ""
+        super().__init__(
+            f"{where} has {points:,} points{took}, more than the limit of {limit:,}; make it "
+            f"smaller, or confirm with --max-points {points} (or --yes)"
+        )
 
 
 @dataclass(frozen=True)
@@ -84,6 +104,9 @@ class SweepPlan:
     residual: bool = False
     skip_invalid: bool = False
     description: str = ""
+    made_for: Mapping[str, Any] | None = field(default=None, compare=False)
+    """The target the plan file was drawn for (``target_id`` and ``fingerprint``), where the
+    file names one (``target:`` beside ``plans:``): sweeping it elsewhere is refused."""
 
     def __post_init__(self) -> None:
         modes = [m for m in MODES if getattr(self, m) is not None]
@@ -99,6 +122,18 @@ class SweepPlan:
     def mode(self) -> Mode:
         """Which of sweep, grid, random or points this plan uses."""
         return next(m for m in MODES if getattr(self, m) is not None)
+
+    @property
+    def point_count(self) -> int:
+        """How many points the plan asks for, counted without building them (duplicates
+        and skipped invalid points included, so :meth:`layers` may return fewer)."""
+        if self.points is not None:
+            return len(self.points)
+        if self.random is not None:
+            return self.random.count
+        axes = self.sweep if self.sweep is not None else self.grid
+        assert axes is not None
+        return math.prod(len(values) for values in axes.values())
 
     @property
     def swept_parameter(self) -> str | None:
@@ -191,22 +226,33 @@ class SweepPlan:
 
 
 # -- loading ----------------------------------------------------------------------------------
-def load_plans(path: str | Path) -> list[SweepPlan]:
+def load_plans(path: str | Path, *, max_points: int | None = DEFAULT_MAX_POINTS) -> list[SweepPlan]:
     """Read and validate the plans of a YAML file (or of every ``*.yaml`` in a folder).
+
+    Args:
+        path: The file or folder.
+        max_points: Refuse a plan of more points (None: no limit). Points are counted
+            before any is built, so a plan of millions is refused at once.
 
     Raises:
         PlanError: an unreadable file or an invalid plan, naming the file, plan and field.
+        PlanTooLargeError: a plan of more than ``max_points`` points.
     """
     path = Path(path)
     if path.is_dir():
-        plans = [p for f in sorted(path.glob("*.yaml")) for p in load_plans(f)]
+        files = sorted(path.glob("*.yaml"))
+        if not files:
+            raise PlanError(f"{path}: the folder holds no plan files (*.yaml)")
+        plans = [p for f in files for p in load_plans(f, max_points=max_points)]
         _check_unique_names(plans, str(path))
         return plans
     data = _read_yaml(path)
+    made_for = None
     if isinstance(data, Mapping) and "plans" in data:
-        extra = sorted(set(data) - {"plans"})
+        extra = sorted(set(data) - {"plans", "target"})
         if extra:
             raise PlanError(f"{path}: unknown top-level field {extra[0]!r} next to 'plans'")
+        made_for = _made_for(data.get("target"), path)
         entries = data["plans"]
         if not isinstance(entries, list) or not entries:
             raise PlanError(f"{path}: field 'plans' must be a non-empty list of plans")
@@ -214,9 +260,13 @@ def load_plans(path: str | Path) -> list[SweepPlan]:
         entries = [data]
     else:
         raise PlanError(f"{path}: must hold one plan (a mapping) or 'plans: [...]'")
-    plans = [_parse_plan(entry, path, i) for i, entry in enumerate(entries)]
+    plans = [_parse_plan(entry, path, i, max_points) for i, entry in enumerate(entries)]
+    if made_for is not None:
+        plans = [replace(plan, made_for=made_for) for plan in plans]
     _check_unique_names(plans, str(path))
     for plan in plans:
+        if max_points is not None and plan.point_count > max_points:
+            raise PlanTooLargeError(f"{path}: plan {plan.name!r}", plan.point_count, max_points)
         try:
             plan.layers()
         except PlanError as exc:
@@ -224,11 +274,29 @@ def load_plans(path: str | Path) -> list[SweepPlan]:
     return plans
 
 
+def _made_for(data: Any, path: Path) -> Mapping[str, Any] | None:
+    if data is None:
+        return None
+    if (
+        not isinstance(data, Mapping)
+        or not isinstance(data.get("target_id"), str)
+        or not isinstance(data.get("fingerprint"), Mapping)
+    ):
+        raise PlanError(f"{path}: field 'target' must hold a target_id and a fingerprint mapping")
+    return {"target_id": data["target_id"], "fingerprint": dict(data["fingerprint"])}
+
+
 def _read_yaml(path: Path) -> Any:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
+    except IsADirectoryError:
+        raise PlanError(f"{path}: is a folder, not a plan file") from None
     except OSError as exc:
         raise PlanError(f"{path}: cannot read the plan file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise PlanError(
+            f"{path}: is not a UTF-8 text file (byte {exc.start}); a plan is YAML text"
+        ) from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -246,20 +314,26 @@ def _check_unique_names(plans: Sequence[SweepPlan], where: str) -> None:
         seen.add(plan.name)
 
 
-def _parse_plan(entry: Any, path: Path, index: int) -> SweepPlan:
+def _parse_plan(entry: Any, path: Path, index: int, max_points: int | None) -> SweepPlan:
     if not isinstance(entry, Mapping):
         raise PlanError(f"{path}: plan #{index + 1} must be a mapping of fields")
     name = entry.get("name")
     label = f"plan {name!r}" if isinstance(name, str) and name else f"plan #{index + 1}"
-    parser = _PlanParser(f"{path}: {label}")
+    parser = _PlanParser(f"{path}: {label}", max_points=max_points)
     return parser.parse(entry)
 
 
 class _PlanParser:
     """Turns one plan mapping into a SweepPlan; every error names ``where`` and the field."""
 
-    def __init__(self, where: str) -> None:
+    def __init__(self, where: str, *, max_points: int | None = None) -> None:
         self.where = where
+        self.max_points = max_points
+
+    def count(self, points: int) -> None:
+        """Refuse an axis or a count beyond the limit before it is built."""
+        if self.max_points is not None and points > self.max_points:
+            raise PlanTooLargeError(self.where, points, self.max_points)
 
     def fail(self, field_name: str, problem: str) -> PlanError:
         return PlanError(f"{self.where}: field {field_name!r} {problem}")
@@ -393,6 +467,7 @@ class _PlanParser:
         step = self.integer(f"{field_name}.step", spec.get("step", 1))
         if step <= 0:
             raise self.fail(f"{field_name}.step", f"must be positive, got {step}")
+        self.count(len(range(start, stop + 1, step)))
         return tuple(range(start, stop + 1, step))
 
     def geom(self, field_name: str, spec: Mapping[str, Any]) -> tuple[int, ...]:
@@ -402,6 +477,7 @@ class _PlanParser:
         lo, hi, n = (self.integer(f"{field_name}.geom", a) for a in args)
         if not 0 < lo <= hi or n < 1:
             raise self.fail(field_name, f"geom needs 0 < lo <= hi and n >= 1, got {args!r}")
+        self.count(n)
         return geometric_values(lo, hi, n)
 
     def points(self, kind: LayerKind, value: Any) -> tuple[dict[str, Any], ...]:
@@ -420,6 +496,7 @@ class _PlanParser:
         count = self.integer("random.count", value["count"])
         if count < 1:
             raise self.fail("random.count", f"must be positive, got {count}")
+        self.count(count)
         space = value["space"]
         if not isinstance(space, Mapping) or not space:
             raise self.fail("random.space", "must be a non-empty mapping of parameter: range")
@@ -469,7 +546,12 @@ def shipped_plans_dir() -> Path:
     return folder
 
 
-def find_plans(names: Sequence[str | Path], workspace: Workspace) -> list[SweepPlan]:
+def find_plans(
+    names: Sequence[str | Path],
+    workspace: Workspace,
+    *,
+    max_points: int | None = DEFAULT_MAX_POINTS,
+) -> list[SweepPlan]:
     """The plans of several plan files or folders, as a command line names them.
 
     Each name is a path; where no such file exists, a plan file of that name (with or without
@@ -477,8 +559,13 @@ def find_plans(names: Sequence[str | Path], workspace: Workspace) -> list[SweepP
 
     Raises:
         PlanError: a file that cannot be read or is malformed, or one plan name in two files.
+        PlanTooLargeError: a plan of more than ``max_points`` points (None: no limit).
     """
-    plans = [plan for name in names for plan in load_plans(_plan_path(Path(name), workspace))]
+    plans = [
+        plan
+        for name in names
+        for plan in load_plans(_plan_path(Path(name), workspace), max_points=max_points)
+    ]
     counts = {plan.name: 0 for plan in plans}
     for plan in plans:
         counts[plan.name] += 1
@@ -528,11 +615,18 @@ def geometric_values(lo: int, hi: int, n: int) -> tuple[int, ...]:
 
 
 # -- writing ----------------------------------------------------------------------------------
-def save_plans(plans: Sequence[SweepPlan], path: str | Path) -> Path:
-    """Write ``plans`` as one YAML file (``plans: [...]``) that :func:`load_plans` reads back."""
+def save_plans(
+    plans: Sequence[SweepPlan], path: str | Path, *, made_for: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``plans`` as one YAML file (``plans: [...]``) that :func:`load_plans` reads back.
+
+    ``made_for`` (``target_id`` and ``fingerprint``) records the target the plans were drawn
+    for, as the field ``target``; sweeping the file on another machine is then refused.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data = {"plans": [plan_to_dict(plan) for plan in plans]}
+    data: dict[str, Any] = {"target": dict(made_for)} if made_for else {}
+    data["plans"] = [plan_to_dict(plan) for plan in plans]
     path.write_text(yaml.dump(data, Dumper=_FlowDumper, sort_keys=False, width=100))
     return path
 
@@ -642,8 +736,10 @@ _FlowDumper.add_representer(
 
 
 __all__ = [
+    "DEFAULT_MAX_POINTS",
     "MODES",
     "PlanError",
+    "PlanTooLargeError",
     "RandomSpec",
     "SweepPlan",
     "copy_shipped_plans",

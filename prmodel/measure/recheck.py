@@ -35,6 +35,7 @@ import pandas as pd
 
 from prmodel.errors import PrmodelError
 from prmodel.measure.frames import layers_from_frame
+from prmodel.measure.machines import refuse_old_ids
 from prmodel.measure.runner import (
     MeasureSettings,
     SweepReport,
@@ -175,6 +176,7 @@ def recheck_store(
         raise RecheckError(f"the sample must hold at least 1 point, got {sample}")
     if not 0 < tolerance < 1:
         raise RecheckError(f"the tolerance must be between 0 and 1, got {tolerance}")
+    refuse_old_ids(store, target)  # this machine's rows under an old id: migrate them first
     digest, stored = _stored_points(store, target, bin_minutes)
     picked = _sample(stored, sample, seed)
     layers = measure_again(picked, target, settings=settings, progress=progress)

@@ -57,7 +57,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -73,6 +73,8 @@ from rich.progress import (
 
 from prmodel.errors import PrmodelError
 from prmodel.layers import LayerConfig
+from prmodel.measure.claims import Claims
+from prmodel.measure.machines import refuse_old_ids
 from prmodel.measure.store import Measurement, MeasurementStore
 from prmodel.targets.base import Benchmark, Target, Timings
 
@@ -82,6 +84,7 @@ CANARY_LAYER = LayerConfig.create(
 """The reference layer measured every round to detect a disturbed machine."""
 
 _NOTCH = 1.57  # boxplot-notch constant: 1.57 * IQR / sqrt(n) ~ 95 % CI half-width of a median
+_CLAIM_POLL_S = 0.5  # how often a sweep looks whether points another sweep holds are done
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,8 +141,13 @@ def run_sweep(
     progress: bool = True,
     plan_name: str | None = None,
     remeasure: bool = False,
+    replace_plan: bool = False,
 ) -> SweepReport:
     """Measure every layer not yet stored for ``target`` and commit each as it is done.
+
+    Points are claimed in the store before they are measured (:mod:`prmodel.measure.claims`),
+    so a concurrent sweep on the same store measures none of them again: it leaves them to
+    this one, and counts them as skipped once they are stored.
 
     Args:
         layers: the layers to measure (duplicates are measured once).
@@ -151,6 +159,9 @@ def run_sweep(
         remeasure: measure stored layers too, replacing each stored point as its new
             measurement comes in (see :mod:`prmodel.measure.recheck`); a layer that fails now
             keeps its stored point.
+        replace_plan: ``layers`` are the whole definition of ``plan_name``: members it
+            recorded earlier that are not among them are dropped (a plan file edited and run
+            again), instead of adding to them.
 
     Returns:
         Counts of measured, skipped and failed layers and the seconds it took.
@@ -158,26 +169,69 @@ def run_sweep(
     started = time.perf_counter()
     settings = settings or MeasureSettings()
     unique = list({layer.key: layer for layer in layers}.values())
+    refuse_old_ids(store, target)  # this machine's rows under an old id: migrate them first
     digest = store.register_target(target.target_id, target.fingerprint())
     if plan_name is not None:
-        store.add_to_plan(plan_name, target.target_id, digest, [x.key for x in unique])
+        members = [x.key for x in unique]
+        if replace_plan:
+            store.set_plan_members(plan_name, target.target_id, digest, members)
+        else:
+            store.add_to_plan(plan_name, target.target_id, digest, members)
     done = set() if remeasure else store.measured_keys(target.target_id, digest)
     todo = [layer for layer in unique if layer.key not in done]
     runner = _Runner(target, store, settings, digest, keep_stored_ok=remeasure)
-    with _progress_bar(len(todo), enabled=progress) as bar:
-        runner.measure(todo, bar)
+    claims = Claims(store, target.target_id, digest, skip_measured=not remeasure)
+    with _progress_bar(len(todo), enabled=progress) as bar, claims:
+        _measure_claimed(runner, todo, bar, claims, store=store)
     return SweepReport(
         target_id=target.target_id,
         fingerprint_hash=digest,
         plan_name=plan_name,
         requested=len(unique),
         measured=runner.measured,
-        skipped=len(unique) - len(todo),
+        skipped=len(unique) - runner.measured - runner.failed,
         failed=runner.failed,
         seconds=time.perf_counter() - started,
         disturbed_rounds=runner.disturbed_rounds,
         canary=runner.canary_used,
     )
+
+
+def _measure_claimed(
+    runner: _Runner,
+    todo: Sequence[LayerConfig],
+    bar: _Bar,
+    claims: Claims,
+    *,
+    store: MeasurementStore,
+) -> None:
+    """Measure ``todo`` group by group, each claimed first; then the points that another
+    sweep held, once it has measured them (skipped) or its claims lapsed (measured here)."""
+    group = max(runner.settings.chunk_size, 1) * (2 if runner.target.deterministic else 1)
+    deferred: list[LayerConfig] = []
+    try:
+        for start in range(0, len(todo), group):
+            layers = todo[start : start + group]
+            held = set(claims.claim([layer.key for layer in layers]))
+            runner.measure_more([x for x in layers if x.key in held], bar)
+            deferred += [x for x in layers if x.key not in held]
+        while deferred:
+            held = set(claims.claim([layer.key for layer in deferred]))
+            stored = (
+                store.measured_keys(runner.target.target_id, runner.digest)
+                if claims.skip_measured
+                else set()
+            )
+            for layer in deferred:
+                if layer.key in stored and layer.key not in held:
+                    bar.advance()  # measured by the other sweep
+            runner.measure_more([x for x in deferred if x.key in held], bar)
+            deferred = [x for x in deferred if x.key not in held and x.key not in stored]
+            if deferred:
+                bar.label(f"waiting for another sweep: {len(deferred)} points")
+                time.sleep(_CLAIM_POLL_S)
+    finally:
+        runner.close()
 
 
 @dataclass(frozen=True)
@@ -302,11 +356,19 @@ class _Point:
     disturbed: int = 0
 
 
+class MeasurementSink(Protocol):
+    """Where the runner puts each point: the store, or a cluster worker's outbox."""
+
+    def record(self, measurement: Measurement) -> None: ...
+
+    def get(self, target_id: str, fingerprint_hash: str, layer_key: str) -> Measurement | None: ...
+
+
 class _Runner:
     def __init__(
         self,
         target: Target,
-        store: MeasurementStore,
+        store: MeasurementSink,
         settings: MeasureSettings,
         digest: str,
         *,
@@ -326,20 +388,32 @@ class _Runner:
 
     def measure(self, layers: Sequence[LayerConfig], bar: _Bar) -> None:
         try:
-            if self.target.deterministic:
-                for layer in layers:
-                    bar.label(layer.label)
-                    self._measure_exact(layer)
-                    bar.advance()
-                return
-            size = max(self.settings.chunk_size, 1)
-            for start in range(0, len(layers), size):
-                chunk = layers[start : start + size]
-                bar.label(_chunk_label(chunk))
-                self._measure_chunk(chunk, bar)
+            self.measure_more(layers, bar)
         finally:
-            if self._canary is not None:
-                self._canary.close()
+            self.close()
+
+    def measure_more(self, layers: Sequence[LayerConfig], bar: _Bar) -> None:
+        """Measure ``layers``, keeping the canary and its baseline for the next call.
+
+        A cluster worker calls this once per batch, so its canary judges every round it
+        runs against the best it has seen on its device, as one local sweep does.
+        """
+        if self.target.deterministic:
+            for layer in layers:
+                bar.label(layer.label)
+                self._measure_exact(layer)
+                bar.advance()
+            return
+        size = max(self.settings.chunk_size, 1)
+        for start in range(0, len(layers), size):
+            chunk = layers[start : start + size]
+            bar.label(_chunk_label(chunk))
+            self._measure_chunk(chunk, bar)
+
+    def close(self) -> None:
+        """Release the canary (the runner can measure again; it prepares a new one)."""
+        if self._canary is not None:
+            self._canary.close()
 
     # -- recording -------------------------------------------------------------------------
     def _record(self, measurement: Measurement) -> None:
@@ -710,6 +784,7 @@ __all__ = [
     "CANARY_LAYER",
     "MeasureSettings",
     "MeasuredLayers",
+    "MeasurementSink",
     "SweepReport",
     "measure_and_read",
     "measure_layers",

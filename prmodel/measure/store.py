@@ -17,6 +17,13 @@ Tables (schema version :data:`SCHEMA_VERSION`):
   replaces its row (upsert).
 - ``plan_members(plan, target_id, fingerprint_hash, layer_key, added_at)``: which named plans
   requested which layers (many-to-many; a point measured once can belong to many plans).
+- ``measured_by(target_id, fingerprint_hash, layer_key, worker, host)``: the cluster worker
+  (:mod:`prmodel.measure.cluster`) that measured a point; points of local sweeps have no row.
+  Added without a schema version change: older stores get the table when opened.
+- ``claims(target_id, fingerprint_hash, layer_key, owner, expires_at)``: points a running
+  sweep is measuring, so that a concurrent sweep on the same store leaves them alone
+  (:mod:`prmodel.measure.claims`); a claim lapses at ``expires_at`` (seconds since the epoch)
+  unless renewed. Also added without a schema version change.
 
 Columns of :meth:`MeasurementStore.frame` (and of exports), one row per measured layer:
 
@@ -37,14 +44,20 @@ Columns of :meth:`MeasurementStore.frame` (and of exports), one row per measured
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 import sqlite3
-from collections.abc import Iterable, Mapping
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import closing, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
+from urllib.parse import quote
 
 import pandas as pd
 
@@ -123,6 +136,23 @@ CREATE TABLE IF NOT EXISTS plan_members (
 );
 CREATE INDEX IF NOT EXISTS plan_members_layer
     ON plan_members (target_id, fingerprint_hash, layer_key);
+CREATE TABLE IF NOT EXISTS measured_by (
+    target_id TEXT NOT NULL,
+    fingerprint_hash TEXT NOT NULL,
+    layer_key TEXT NOT NULL,
+    worker TEXT NOT NULL,
+    host TEXT NOT NULL,
+    PRIMARY KEY (target_id, fingerprint_hash, layer_key)
+);
+CREATE TABLE IF NOT EXISTS claims (
+    target_id TEXT NOT NULL,
+    fingerprint_hash TEXT NOT NULL,
+    layer_key TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (target_id, fingerprint_hash, layer_key)
+);
+CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
 """
 
 
@@ -178,6 +208,14 @@ class Measurement:
         return self.layer.key
 
 
+@dataclass(frozen=True)
+class WorkerStamp:
+    """Which cluster worker measured a point: its name (node and process) and its host."""
+
+    worker: str
+    host: str
+
+
 class MeasurementStore:
     """An SQLite file of measurements, plan memberships and target fingerprints.
 
@@ -185,20 +223,43 @@ class MeasurementStore:
 
         with MeasurementStore(workspace.store_path) as store:
             store.record(measurement)
-            frame = store.frame(target_id="ort-cpu-t1-all", kind="conv")
+            frame = store.frame(target_id="ort-cpu-avx2-3f9c-t1-all", kind="conv")
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, readonly: bool = False, check: bool = False) -> None:
+        """Open the store at ``path``, creating it (and its folder) if it does not exist.
+
+        Args:
+            path: The SQLite file.
+            readonly: Only read: nothing is written, not even the WAL's shared-memory file,
+                so a store on read-only media (a shared drive, a container layer) opens.
+            check: Refuse a store that fails SQLite's quick integrity check.
+
+        Raises:
+            StoreError: a folder or an empty (0-byte) file at ``path``, no store there
+                (``readonly``), a read-only store opened for writing, a store that is not
+                SQLite or fails the check (the message says how to recover).
+        """
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.readonly = readonly
+        _refuse_unusable(self.path, readonly=readonly)
         try:
-            self._conn = sqlite3.connect(self.path, timeout=30.0)
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
+            if readonly:
+                self._conn = _connect_readonly(self.path)
+            else:
+                _create_atomically(self.path)
+                self._conn = sqlite3.connect(self.path, timeout=30.0)
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                self._conn.execute("PRAGMA synchronous=NORMAL")
+                self._conn.execute("PRAGMA foreign_keys=ON")
             self._create_schema()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open measurement store {self.path}: {exc}") from None
+            raise StoreError(_open_problem(self.path, exc)) from None
+        if check:
+            problems = self.integrity_problems(quick=True)
+            if problems:
+                self._conn.close()
+                raise StoreError(_corrupt_message(self.path, problems))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -216,9 +277,38 @@ class MeasurementStore:
     ) -> None:
         self.close()
 
+    def integrity_problems(self, *, quick: bool = False) -> list[str]:
+        """What SQLite's ``integrity_check`` (``quick_check``: faster, fewer checks) finds
+        wrong with the file; empty for a sound store."""
+        pragma = "quick_check" if quick else "integrity_check"
+        try:
+            rows = self._conn.execute(f"PRAGMA {pragma}(20)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        found = [str(row[0]) for row in rows]
+        return [] if found == ["ok"] else found
+
+    def check_integrity(self) -> None:
+        """Run SQLite's full integrity check.
+
+        Raises:
+            StoreError: the file is damaged; the message says how to recover what is readable.
+        """
+        problems = self.integrity_problems()
+        if problems:
+            raise StoreError(_corrupt_message(self.path, problems))
+
     def _create_schema(self) -> None:
+        if self.readonly:
+            _shadow_missing_tables(self._conn)
+            self._check_version()
+            return
         with self._conn:
             self._conn.executescript(_SCHEMA)
+            self._check_version()
+
+    def _check_version(self) -> None:
+        with self._conn:
             rows = self._conn.execute("SELECT version FROM schema_version").fetchall()
             if not rows:
                 self._conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
@@ -241,11 +331,16 @@ class MeasurementStore:
             )
         return digest
 
-    def record(self, measurement: Measurement) -> None:
-        """Store ``measurement`` (replacing an earlier one of the same layer) and commit."""
+    def record(self, measurement: Measurement, *, worker: WorkerStamp | None = None) -> None:
+        """Store ``measurement`` (replacing an earlier one of the same layer) and commit.
+
+        ``worker``: the cluster worker that measured it; None (a local sweep) drops the
+        stamp an earlier measurement of the layer may have had.
+        """
         row = _measurement_row(measurement)
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)
+        key = (measurement.target_id, measurement.fingerprint_hash, measurement.layer_key)
         with self._conn:
             self._conn.execute(
                 "INSERT OR IGNORE INTO targets VALUES (?, ?, NULL, ?)",
@@ -255,6 +350,17 @@ class MeasurementStore:
                 f"INSERT OR REPLACE INTO measurements ({names}) VALUES ({marks})",
                 tuple(row.values()),
             )
+            if worker is None:
+                self._conn.execute(
+                    "DELETE FROM measured_by WHERE target_id = ? AND fingerprint_hash = ? "
+                    "AND layer_key = ?",
+                    key,
+                )
+            else:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO measured_by VALUES (?, ?, ?, ?, ?)",
+                    (*key, worker.worker, worker.host),
+                )
 
     def add_to_plan(
         self, plan: str, target_id: str, fingerprint_hash: str, layer_keys: Iterable[str]
@@ -265,6 +371,101 @@ class MeasurementStore:
             self._conn.executemany(
                 "INSERT OR IGNORE INTO plan_members VALUES (?, ?, ?, ?, ?)",
                 ((plan, target_id, fingerprint_hash, key, now) for key in layer_keys),
+            )
+
+    def set_plan_members(
+        self, plan: str, target_id: str, fingerprint_hash: str, layer_keys: Iterable[str]
+    ) -> int:
+        """Make ``layer_keys`` the whole of ``plan``: members it no longer requests are dropped
+        (on every target: a plan is one definition), the new ones added. Returns how many
+        members were dropped (0 when the definition did not change)."""
+        keys = list(dict.fromkeys(layer_keys))
+        now = utc_now()
+        with self._conn:
+            self._load_key_filter(keys, commit=False)
+            dropped = self._conn.execute(
+                "DELETE FROM plan_members WHERE plan = ? AND layer_key NOT IN "
+                "(SELECT layer_key FROM temp.key_filter)",
+                (plan,),
+            ).rowcount
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO plan_members VALUES (?, ?, ?, ?, ?)",
+                ((plan, target_id, fingerprint_hash, key, now) for key in keys),
+            )
+        return int(dropped)
+
+    # -- claims of concurrent sweeps ---------------------------------------------------------
+    def claim(
+        self,
+        target_id: str,
+        fingerprint_hash: str,
+        layer_keys: Iterable[str],
+        *,
+        owner: str,
+        lease_s: float,
+        alive: Callable[[str], bool] | None = None,
+        skip_measured: bool = True,
+    ) -> list[str]:
+        """Claim points for ``owner`` for ``lease_s`` seconds; returns the keys it now holds.
+
+        In one write transaction, so two sweeps never hold the same point: a point is
+        claimed unless it is already measured (with ``skip_measured``) or held by another
+        owner whose claim has not lapsed and who is ``alive`` (default: everyone). The
+        owner's own claims among ``layer_keys`` are renewed.
+        """
+        keys = list(dict.fromkeys(layer_keys))
+        now = time.time()
+        with self._conn:
+            self._conn.execute("BEGIN IMMEDIATE")
+            self._load_key_filter(keys, commit=False)
+            measured = set()
+            if skip_measured:
+                measured = {
+                    key
+                    for (key,) in self._conn.execute(
+                        "SELECT layer_key FROM measurements WHERE target_id = ? AND "
+                        "fingerprint_hash = ? AND layer_key IN "
+                        "(SELECT layer_key FROM temp.key_filter)",
+                        (target_id, fingerprint_hash),
+                    )
+                }
+            holders = dict(
+                self._conn.execute(
+                    "SELECT layer_key, owner FROM claims WHERE target_id = ? AND "
+                    "fingerprint_hash = ? AND expires_at > ? AND layer_key IN "
+                    "(SELECT layer_key FROM temp.key_filter)",
+                    (target_id, fingerprint_hash, now),
+                ).fetchall()
+            )
+            living = {h: alive is None or h == owner or alive(h) for h in set(holders.values())}
+            mine = [
+                key
+                for key in keys
+                if key not in measured
+                and (key not in holders or holders[key] == owner or not living[holders[key]])
+            ]
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?)",
+                ((target_id, fingerprint_hash, key, owner, now + lease_s) for key in mine),
+            )
+        return mine
+
+    def renew_claims(self, owner: str, *, lease_s: float) -> None:
+        """Extend every claim of ``owner`` to ``lease_s`` seconds from now."""
+        with self._conn:
+            self._conn.execute(
+                "UPDATE claims SET expires_at = ? WHERE owner = ?", (time.time() + lease_s, owner)
+            )
+
+    def release_claims(self, owner: str, layer_keys: Iterable[str] | None = None) -> None:
+        """Drop the claims of ``owner`` (only on ``layer_keys`` where given)."""
+        with self._conn:
+            if layer_keys is None:
+                self._conn.execute("DELETE FROM claims WHERE owner = ?", (owner,))
+                return
+            self._conn.executemany(
+                "DELETE FROM claims WHERE owner = ? AND layer_key = ?",
+                ((owner, key) for key in layer_keys),
             )
 
     # -- reading -----------------------------------------------------------------------------
@@ -319,9 +520,10 @@ class MeasurementStore:
         rows = self._conn.execute(sql, params).fetchall()
         return _typed_frame(pd.DataFrame(rows, columns=list(FRAME_COLUMNS)))
 
-    def _load_key_filter(self, layer_keys: Iterable[str]) -> None:
+    def _load_key_filter(self, layer_keys: Iterable[str], *, commit: bool = True) -> None:
         # A temp table instead of "IN (?, ?, ...)": key lists can exceed SQLite's variable cap.
-        with self._conn:
+        # commit=False: inside a transaction the caller commits.
+        with self._conn if commit else nullcontext():
             self._conn.execute("CREATE TEMP TABLE IF NOT EXISTS key_filter (layer_key TEXT)")
             self._conn.execute("DELETE FROM temp.key_filter")
             self._conn.executemany(
@@ -355,6 +557,37 @@ class MeasurementStore:
             "ORDER BY target_id, kind"
         ).fetchall()
         return pd.DataFrame(rows, columns=["target_id", "kind", "ok", "error", "last_measured"])
+
+    def workers(self) -> pd.DataFrame:
+        """Which cluster worker measured what: per target, host and worker, the points
+        (``ok``, ``error``), the first and last ``measured_at``, and ``canary_us``, the median
+        canary time of its points (µs of wall time; NaN for deterministic targets), which
+        shows a host slower than its peers. Empty where no point came from a cluster.
+        """
+        columns = ["target_id", "host", "worker", "ok", "error", "first", "last", "canary_us"]
+        found = self._conn.execute(
+            "SELECT m.target_id, w.host, w.worker, m.status, m.measured_at, m.extra "
+            "FROM measured_by w JOIN measurements m ON m.target_id = w.target_id AND "
+            "m.fingerprint_hash = w.fingerprint_hash AND m.layer_key = w.layer_key"
+        ).fetchall()
+        if not found:
+            return pd.DataFrame(columns=columns)
+        frame = pd.DataFrame(
+            [
+                (t, host, worker, status == "ok", status != "ok", at, json.loads(extra))
+                for t, host, worker, status, at, extra in found
+            ],
+            columns=["target_id", "host", "worker", "ok", "error", "at", "extra"],
+        )
+        frame["canary_us"] = [float(e.get("canary_us", "nan")) for e in frame["extra"]]
+        grouped = frame.groupby(["target_id", "host", "worker"], as_index=False).agg(
+            ok=("ok", "sum"),
+            error=("error", "sum"),
+            first=("at", "min"),
+            last=("at", "max"),
+            canary_us=("canary_us", "median"),
+        )
+        return grouped[columns].sort_values(["target_id", "first", "worker"], ignore_index=True)
 
     def machine_speed(self) -> pd.DataFrame:
         """How fast the machine was, hour by hour, judged by the sweep's canary.
@@ -396,6 +629,8 @@ class MeasurementStore:
         """
         path = Path(path)
         suffix = path.suffix.lower()
+        if path.is_dir():
+            raise StoreError(f"cannot export to {path}: it is a folder; name a file")
         if suffix not in (".parquet", ".csv"):
             raise StoreError(f"cannot export to {path}: the file name must end in .parquet or .csv")
         frame = self.frame(**filters)
@@ -405,6 +640,133 @@ class MeasurementStore:
         else:
             frame.to_csv(path, index=False)
         return len(frame)
+
+    # -- renaming ----------------------------------------------------------------------------
+    def rename_target(self, old_id: str, new_id: str, fingerprint_hash: str) -> int:
+        """Move every row of ``old_id`` with ``fingerprint_hash`` to ``new_id`` (``prmodel
+        migrate``), in every table, in one transaction; returns the measurements moved.
+
+        A point already stored under ``new_id`` keeps that (later) row; the old one is
+        dropped.
+        """
+        tables = [
+            name
+            for (name,) in self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            if {"target_id", "fingerprint_hash"}
+            <= {row[1] for row in self._conn.execute(f"PRAGMA table_info({name})")}
+        ]
+        where = "WHERE target_id = ? AND fingerprint_hash = ?"
+        moved = 0
+        with self._conn:
+            for table in tables:
+                cursor = self._conn.execute(
+                    f"UPDATE OR IGNORE {table} SET target_id = ? {where}",
+                    (new_id, old_id, fingerprint_hash),
+                )
+                if table == "measurements":
+                    moved = cursor.rowcount
+                self._conn.execute(f"DELETE FROM {table} {where}", (old_id, fingerprint_hash))
+        return moved
+
+
+# -- opening ----------------------------------------------------------------------------------
+def _refuse_unusable(path: Path, *, readonly: bool) -> None:
+    if path.is_dir():
+        raise StoreError(f"measurement store {path} is a folder, not an SQLite file")
+    if readonly and not path.is_file():
+        raise StoreError(f"no measurement store at {path}; run 'prmodel sweep' first")
+    if path.is_file() and path.stat().st_size == 0:
+        raise StoreError(
+            f"measurement store {path} is an empty file (0 bytes), not a store: it was "
+            "truncated or never written; restore it from a backup, or delete it to start "
+            "an empty store"
+        )
+
+
+def _create_atomically(path: Path) -> None:
+    """Make a new store whole under a temporary name, then link it into place.
+
+    Whoever opens ``path`` sees no file or a complete store, never the empty file that
+    ``sqlite3.connect`` leaves for an instant (which would be refused as truncated).
+    """
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"cannot make the folder {path.parent}: {exc.strerror}") from None
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
+    try:
+        with closing(sqlite3.connect(temporary)) as conn:
+            conn.execute("PRAGMA journal_mode=WAL")
+            with conn:
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        os.link(temporary, path)
+    except FileExistsError:
+        pass  # another process made it first: use theirs
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"cannot create measurement store {path}: {exc}") from None
+    except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise StoreError(
+                f"cannot create measurement store {path}: {str(exc.strerror).lower()}"
+            ) from None
+        # A file system without hard links: SQLite creates the file itself.
+    finally:
+        for leftover in (temporary, *(Path(f"{temporary}{x}") for x in ("-wal", "-shm"))):
+            leftover.unlink(missing_ok=True)
+
+
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """A connection that never writes ``path`` or beside it."""
+    uri = f"file:{quote(str(path.resolve()))}"
+    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        conn.close()
+    # A WAL store on read-only media: SQLite cannot make the -shm file it reads through, and
+    # nobody can be writing there, so the file is read as it is.
+    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
+
+
+def _shadow_missing_tables(conn: sqlite3.Connection) -> None:
+    """Empty TEMP tables for those a read-only store predates, so every query runs."""
+    present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    for statement in _SCHEMA.split(";"):
+        words = statement.split()
+        if words[:5] == ["CREATE", "TABLE", "IF", "NOT", "EXISTS"] and words[5] not in present:
+            conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
+
+
+def _open_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
+    text = str(exc)
+    unwritable = path.parent.is_dir() and not os.access(path.parent, os.W_OK)
+    if "readonly" in text or "read-only" in text or unwritable:
+        return (
+            f"measurement store {path} is read-only ({text}); reading commands (show, "
+            "export, estimate, models) work, but this one writes: copy the workspace to a "
+            "writable folder"
+        )
+    if "not a database" in text:
+        return (
+            f"cannot open measurement store {path}: it is not an SQLite file (another file "
+            "in its place, or its first page is damaged)"
+        )
+    if "malformed" in text:
+        return _corrupt_message(path, [text])
+    return f"cannot open measurement store {path}: {text}"
+
+
+def _corrupt_message(path: Path, problems: list[str]) -> str:
+    return (
+        f"measurement store {path} is damaged (SQLite: {problems[0]}); keep the file, and "
+        f"recover what is readable into a new store with `sqlite3 {path} .recover | sqlite3 "
+        f"recovered.sqlite`, then put recovered.sqlite in its place (or export what "
+        "`prmodel export` can still read)"
+    )
 
 
 def _filters(
@@ -499,6 +861,7 @@ __all__ = [
     "Measurement",
     "MeasurementStore",
     "StoreError",
+    "WorkerStamp",
     "measurement_from_row",
     "utc_now",
 ]

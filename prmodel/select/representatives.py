@@ -111,8 +111,8 @@ class RepresentativeSet:
     Saved as YAML (``representatives/<target_id>.yaml``)::
 
         schema: 1
-        target_id: ort-cpu-t1-all
-        metadata: {profile: {...}, fingerprint_hash: ..., plan_file: ...}
+        target_id: ort-cpu-avx2-3f9c-t1-all
+        metadata: {profile: {...}, fingerprint_hash: ..., fingerprint: {...}, plan_file: ...}
         parameters:
         - kind: conv
           parameter: out_channels
@@ -182,6 +182,8 @@ class RepresentativeSet:
             data = yaml.safe_load(path.read_text())
         except OSError as exc:
             raise RepresentativesError(f"cannot read PR file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise RepresentativesError(f"PR file {path} is not UTF-8 text") from None
         except yaml.YAMLError as exc:
             first = str(exc).strip().splitlines()[0]
             raise RepresentativesError(f"PR file {path} is not valid YAML: {first}") from None

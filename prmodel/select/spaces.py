@@ -521,6 +521,8 @@ def load_spaces(path: str | Path) -> dict[LayerKind, ParameterSpace]:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
         raise SpaceError(f"cannot read space file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SpaceError(f"space file {path} is not UTF-8 text") from None
     except yaml.YAMLError as exc:
         first = str(exc).strip().splitlines()[0]
         raise SpaceError(f"space file {path} is not valid YAML: {first}") from None

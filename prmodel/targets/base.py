@@ -108,7 +108,8 @@ class Target(Protocol):
 
     @property
     def target_id(self) -> str:
-        """Readable identity incl. settings that change kernels, e.g. ``ort-cpu-t1-all``."""
+        """Readable identity: hardware and settings that change kernels, e.g.
+        ``ort-cpu-avx2-3f9c-t1-all`` (see :mod:`prmodel.targets.identity`)."""
         ...
 
     def fingerprint(self) -> dict[str, Any]:

@@ -12,7 +12,7 @@ import functools
 import os
 import platform
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -66,16 +66,30 @@ class CpuInfo:
 
     @property
     def isa(self) -> str:
-        """The widest vector ISA MLAS dispatches to: ``avx512``, ``avx2``, ``sse`` or other."""
-        if "avx512f" in self.flags:
-            return "avx512"
-        if {"avx2", "fma"} <= self.flags:
-            return "avx2"
-        if "avx" in self.flags:
-            return "avx"
-        if "sse2" in self.flags or platform.machine().lower() in ("x86_64", "amd64"):
-            return "sse"
-        return "generic"
+        """The widest vector ISA MLAS dispatches to (see :func:`isa_level`)."""
+        return isa_level(self.flags, platform.machine())
+
+
+def isa_level(flags: Iterable[str], machine: str) -> str:
+    """The widest vector ISA whose kernels MLAS runs for float32 on a CPU with ``flags``.
+
+    ``avx512`` (AVX-512F), ``avx2`` (AVX2 and FMA), ``avx``, ``sse`` (any other x86-64),
+    ``neon`` (Arm Advanced SIMD, ``asimd``) or ``generic``. ``machine`` is
+    ``platform.machine()`` of the CPU (``x86_64``, ``aarch64``); a target's id names this
+    level because it decides which kernels, and so which latency staircases, run.
+    """
+    present = frozenset(flags)
+    if "avx512f" in present:
+        return "avx512"
+    if {"avx2", "fma"} <= present:
+        return "avx2"
+    if "avx" in present:
+        return "avx"
+    if "asimd" in present or machine.lower() in ("aarch64", "arm64"):
+        return "neon"
+    if "sse2" in present or "sse4_2" in present or machine.lower() in ("x86_64", "amd64"):
+        return "sse"
+    return "generic"
 
 
 def detect_cpu(cpuinfo: str | None = None, cache_dir: Path | None = None) -> CpuInfo:
@@ -118,12 +132,20 @@ def cpu_fingerprint() -> dict[str, Any]:
         ``machine``, ``cpu_model``, ``isa`` (the :data:`ISA_FLAGS` present), ``logical_cores``
         and ``l2_kib``/``l3_kib`` (None where unknown).
     """
-    cpu = detect_cpu()
+    return fingerprint_of(detect_cpu(), machine=platform.machine(), logical_cores=os.cpu_count())
+
+
+def fingerprint_of(cpu: CpuInfo, *, machine: str, logical_cores: int | None) -> dict[str, Any]:
+    """The fingerprint entries of ``cpu`` (see :func:`cpu_fingerprint`).
+
+    Tests build the fingerprint of another machine with it, from a ``/proc/cpuinfo`` text
+    given to :func:`detect_cpu`.
+    """
     return {
-        "machine": platform.machine(),
+        "machine": machine,
         "cpu_model": cpu.model,
         "isa": [flag for flag in ISA_FLAGS if flag in cpu.flags],
-        "logical_cores": os.cpu_count(),
+        "logical_cores": logical_cores,
         "l2_kib": _kib(cpu.caches.get("l2_bytes")),
         "l3_kib": _kib(cpu.caches.get("l3_bytes")),
     }
@@ -215,5 +237,7 @@ __all__ = [
     "cpu_from_fingerprint",
     "cpu_model",
     "detect_cpu",
+    "fingerprint_of",
+    "isa_level",
     "machine_info",
 ]

@@ -239,6 +239,8 @@ class HardwareProfile:
             text = path.read_text()
         except OSError as exc:
             raise ProfileError(f"cannot read hardware profile {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ProfileError(f"hardware profile {path} is not UTF-8 text") from None
         try:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:

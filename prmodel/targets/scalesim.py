@@ -498,7 +498,7 @@ def _parse_option(key: str, value: Any) -> Any:
 def _read_profile(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise TargetError(f"cannot read scalesim profile {path}: {exc}") from None
     if not isinstance(data, dict):
         raise TargetError(f"scalesim profile {path} must be a mapping of option: value")

@@ -18,14 +18,17 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from prmodel.layers import LayerKind, parse_kind
+from prmodel.layers import InvalidLayerError, LayerKind, parse_kind
+from prmodel.targets.base import Target
+from prmodel.targets.identity import IdentityError, MachineWarning, explain_missing
+from prmodel.train import card_checks
 from prmodel.train.features import FeatureSpec
 from prmodel.train.model import LatencyModel, ModelCard, ModelError
 from prmodel.train.regressors import REGRESSORS
@@ -51,6 +54,7 @@ def save_model(
     metrics: Mapping[str, float] | None = None,
     training_digest: str = "",
     representatives_sha256: str | None = None,
+    training_set: Mapping[str, Any] | None = None,
 ) -> ModelCard:
     """Write a fitted model's file and its card into ``directory`` (created; files replaced).
 
@@ -66,6 +70,7 @@ def save_model(
         training_digest: sha256 of the training rows
             (:func:`~prmodel.train.training.training_digest`).
         representatives_sha256: sha256 of the PR file the features came from.
+        training_set: What the rows were (name, file, networks, ...), recorded in the card.
 
     Returns:
         The card that was written.
@@ -103,6 +108,7 @@ def save_model(
         representatives_sha256=representatives_sha256,
         target_transform=model.target_transform_,
         plateau_mapping=model.plateau_mapping_,
+        training_set=dict(training_set or {}),
     )
     _atomic_write_text(directory / CARD_NAME, card.to_json())
     model.card_ = card
@@ -114,24 +120,46 @@ def load_model(
     *,
     target_id: str | None = None,
     kind: LayerKind | str | None = None,
+    running: Mapping[str, Any] | None = None,
+    on_purpose: bool = False,
+    label: str | None = None,
 ) -> LatencyModel:
-    """Load a saved model after checking its card, hash, schema, kind and target.
+    """Load a saved model after checking its card, hash, schema, kind, target and machine.
+
+    The checks follow :mod:`prmodel.train.card_checks`; what is only worth a warning is
+    issued as a :class:`~prmodel.targets.identity.MachineWarning` or
+    :class:`~prmodel.train.card_checks.LibraryVersionWarning`.
 
     Args:
         directory: A ``trained_models/<target_id>/<kind>`` folder.
         target_id: Refuse a model trained for another target.
         kind: Refuse a model of another layer kind.
+        running: The running target's fingerprint: refuse a model trained on another
+            machine (None: the machine is not checked).
+        on_purpose: Use a model of another machine anyway (``--from-other-machine``).
+        label: How messages name the model (default: its folder).
 
     Raises:
-        ModelError: missing or malformed card, a model file changed since training, a
-            feature schema this code does not build, or another kind or target.
+        ModelError: missing or malformed card, a model file outside its folder or changed
+            since training, a feature schema this code does not build, another kind or
+            target, or a scikit-learn model saved with another scikit-learn.
+        OtherMachineError: a model trained on another machine, not on purpose.
     """
     directory = Path(directory)
     card = ModelCard.read(directory / CARD_NAME)
     _check_identity(card, directory, target_id=target_id, kind=kind)
+    notes = []
+    if running is not None:
+        notes += card_checks.check_machine(
+            card, label or str(directory), running, on_purpose=on_purpose
+        )
     spec = _checked_spec(card, directory)
-    model_path = directory / card.model_file
+    model_path = card_checks.check_model_file(card, directory)
     _check_hash(card, model_path)
+    for note in notes:
+        warnings.warn(note, MachineWarning, stacklevel=2)
+    for note in card_checks.check_libraries(card, directory):
+        warnings.warn(note, card_checks.LibraryVersionWarning, stacklevel=2)
     estimator = _read_estimator(card.regressor, model_path)
     _check_width(estimator, len(spec.names), model_path)
     try:
@@ -144,19 +172,93 @@ def load_model(
     return model
 
 
-def load_models(workspace: Workspace, target_id: str) -> dict[LayerKind, LatencyModel]:
+def load_models(
+    workspace: Workspace,
+    target_id: str,
+    *,
+    running: Mapping[str, Any] | None = None,
+    on_purpose: bool = False,
+) -> dict[LayerKind, LatencyModel]:
     """Every trained model of ``target_id`` in ``workspace``, by layer kind.
 
-    Returns an empty dict where the target has no trained models yet.
+    ``running`` and ``on_purpose`` check each model's machine (see :func:`load_model`).
+
+    Returns an empty dict where the target has no trained models yet. Folders whose name is
+    not a layer kind (``conv.bak``) are not models: they are skipped, and
+    :func:`model_folder_notes` names them.
 
     Raises:
-        ModelError: a model folder whose model is broken, tampered or mismatched.
+        ModelError: a model folder whose model is broken, tampered or mismatched, or that
+            has no model card.
     """
     models: dict[LayerKind, LatencyModel] = {}
-    for directory in _model_dirs(workspace.models_dir / target_id):
-        kind = parse_kind(directory.name)
-        models[kind] = load_model(directory, target_id=target_id, kind=kind)
+    root = workspace.models_dir / target_id
+    for directory in sorted(root.iterdir()) if root.is_dir() else []:
+        kind = _folder_kind(directory)
+        if kind is not None:
+            models[kind] = load_model(
+                directory,
+                target_id=target_id,
+                kind=kind,
+                running=running,
+                on_purpose=on_purpose,
+                label=_relative(directory, workspace.root),
+            )
     return models
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
+
+
+def explain_missing_models(workspace: Workspace, target: Target) -> IdentityError | None:
+    """Why ``target`` has no models, where the workspace holds models of its old id or of
+    another machine (:func:`prmodel.targets.identity.explain_missing`); None otherwise."""
+    found = []
+    for root in sorted(p for p in workspace.models_dir.glob("*") if p.is_dir()):
+        if root.name == target.target_id:
+            continue
+        for directory in _model_dirs(root):
+            try:
+                card = ModelCard.read(directory / CARD_NAME)
+            except ModelError:
+                continue  # loading it names the fault; here it only cannot be described
+            label = _relative(directory, workspace.root)
+            found.append((label, root.name, dict(card.fingerprint) or None))
+            break  # one folder per target says whose models they are
+    return explain_missing(
+        "trained model",
+        target,
+        found,
+        verb="trained",
+        here="run `prmodel train` here",
+        workspace=_workspace_arg(workspace),
+        use="estimate with",
+    )
+
+
+def _workspace_arg(workspace: Workspace) -> str:
+    return "" if workspace.root == Path.cwd().resolve() else str(workspace.root)
+
+
+def model_folder_notes(workspace: Workspace, target_id: str) -> list[str]:
+    """One note per folder under the target's models that :func:`load_models` skips."""
+    root = workspace.models_dir / target_id
+    return [
+        f"ignored {d}: a model folder is named after its layer kind (conv, dense, ...)"
+        for d in (sorted(root.iterdir()) if root.is_dir() else [])
+        if d.is_dir() and _folder_kind(d) is None
+    ]
+
+
+def _folder_kind(directory: Path) -> LayerKind | None:
+    """The layer kind a model folder is named after; None for anything else."""
+    if not directory.is_dir():
+        return None
+    try:
+        return parse_kind(directory.name)
+    except InvalidLayerError:
+        return None
 
 
 def list_model_cards(
@@ -308,13 +410,8 @@ def library_versions(regressor: str) -> dict[str, str]:
     names = ["prmodel", "numpy", "scikit-learn", "skops"]
     if regressor == "xgboost":
         names = ["prmodel", "numpy", "xgboost"]
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "unknown"
-    return versions
+    # xgboost is installed as the distribution xgboost-cpu too: look it up by what it provides
+    return {name: card_checks.installed_version(name) or "unknown" for name in names}
 
 
 @contextmanager
@@ -337,10 +434,12 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 __all__ = [
     "CARD_NAME",
+    "explain_missing_models",
     "file_sha256",
     "library_versions",
     "list_model_cards",
     "load_model",
     "load_models",
+    "model_folder_notes",
     "save_model",
 ]

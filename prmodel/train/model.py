@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
 from prmodel.select.representatives import RepresentativeSet
+from prmodel.targets.profiles import HardwareProfile
 from prmodel.train.features import FeatureSpec
 from prmodel.train.regressors import (
     DEFAULT_PARAMS,
@@ -86,6 +87,8 @@ class ModelCard:
     target_transform: str = "log"
     feature_transform: str = "log1p"
     plateau_mapping: bool = False
+    training_set: Mapping[str, Any] = field(default_factory=dict)
+    """What the model was trained on, where a workflow says so (name, file, networks, ...)."""
     format_version: int = CARD_FORMAT
 
     def to_json(self) -> str:
@@ -107,7 +110,7 @@ class ModelCard:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise ModelError(f"there is no model card at {path}") from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ModelError(f"model card {path} is not readable JSON ({exc})") from None
         if not isinstance(data, dict) or data.get("format_version") != CARD_FORMAT:
             version = data.get("format_version") if isinstance(data, dict) else None
@@ -121,9 +124,46 @@ class ModelCard:
                 data[name] = {k: (float(lo), float(hi)) for k, (lo, hi) in data[name].items()}
             low, high = data["latency_range_us"]
             data["latency_range_us"] = (float(low), float(high))
+            _check_card_types(data)
             return cls(**data)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"model card {path} is incomplete or malformed ({exc})") from None
+
+
+_CARD_MAPPINGS = (
+    "hyperparameters",
+    "features",
+    "metrics",
+    "fingerprint",
+    "library_versions",
+    "training_set",
+)
+_CARD_TEXTS = (
+    "kind",
+    "target_id",
+    "fingerprint_hash",
+    "regressor",
+    "model_file",
+    "model_sha256",
+    "training_digest",
+    "created",
+)
+
+
+def _check_card_types(data: Mapping[str, Any]) -> None:
+    """Raise TypeError naming the first card field of the wrong JSON type."""
+    for name in _CARD_MAPPINGS:
+        if name in data and not isinstance(data[name], dict):
+            raise TypeError(f"field {name!r} must be an object, got {data[name]!r}")
+    for name in _CARD_TEXTS:
+        if name in data and not isinstance(data[name], str):
+            raise TypeError(f"field {name!r} must be a string, got {data[name]!r}")
+    for name in ("training_rows", "seed"):
+        if name in data and (isinstance(data[name], bool) or not isinstance(data[name], int)):
+            raise TypeError(f"field {name!r} must be an integer, got {data[name]!r}")
+    for key, value in data.get("metrics", {}).items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise TypeError(f"metric {key!r} must be a number, got {value!r}")
 
 
 class LatencyModel:
@@ -156,6 +196,8 @@ class LatencyModel:
             when ``representatives`` are given). Right for a model trained on PR samples;
             turn it off for samples drawn inside plateaus on a target whose staircases are
             not exact.
+        profile: The hardware profile for the GEMM and layout features where no
+            ``representatives`` are given (theirs is used where they are).
         target_transform: One of :data:`TARGET_TRANSFORMS` (None: ``log-relative`` where
             the features have a work estimate, else ``log``).
     """
@@ -171,6 +213,7 @@ class LatencyModel:
         n_jobs: int = 1,
         plateau_mapping: bool | None = None,
         target_transform: str | None = None,
+        profile: HardwareProfile | None = None,
     ) -> None:
         self.kind = kind
         self.regressor = regressor
@@ -180,6 +223,7 @@ class LatencyModel:
         self.n_jobs = n_jobs
         self.plateau_mapping = plateau_mapping
         self.target_transform = target_transform
+        self.profile = profile
 
     feature_spec_: FeatureSpec
     estimator_: Any
@@ -202,7 +246,7 @@ class LatencyModel:
         """
         kind = parse_kind(self.kind)
         measured = _checked_latencies(latency_us, len(layers))
-        spec = FeatureSpec.for_kind(kind, self.representatives)
+        spec = FeatureSpec.for_kind(kind, self.representatives, profile=self.profile)
         _check_kinds(layers, kind)
         mapping = self.representatives is not None and bool(spec.steps)
         if self.plateau_mapping is not None:

@@ -2,8 +2,11 @@
 
 :func:`log_training` logs a :class:`~prmodel.train.training.TrainingReport` after
 training, as the caller chooses. One experiment per target (``prmodel/<target_id>``), one
-run per trained layer kind. The default store is SQLite in the workspace (``mlflow.db``,
-artifacts in ``mlartifacts/``); ``MLFLOW_TRACKING_URI`` overrides it. The model logged here
+run per trained layer kind, its model registered as a version of
+``prmodel.<target_id>.<kind>`` (:mod:`prmodel.train.model_registry`). The experiment is
+tagged for MLflow 3's "Machine learning" view (:data:`EXPERIMENT_KIND`). The default store is
+SQLite in the workspace (``mlflow.db``, artifacts in ``mlartifacts/``); ``MLFLOW_TRACKING_URI``
+overrides it. The model logged here
 (XGBoost UBJ or scikit-learn via skops) is for review in the MLflow UI; the authoritative
 artifact is the one in ``trained_models/`` with its model card, which is also attached to
 the run. MLflow never reaches the network from here: telemetry is off and pip requirements
@@ -29,7 +32,9 @@ from matplotlib.figure import Figure
 
 from prmodel.layers import PARAMETERS
 from prmodel.metrics import relative_errors
-from prmodel.train.artifacts import library_versions
+from prmodel.train.artifacts import CARD_NAME, library_versions
+from prmodel.train.model import ModelCard
+from prmodel.train.model_registry import register_trained_model
 from prmodel.train.training import KindResult, TrainingReport, TrainSettings
 from prmodel.workspace import Workspace
 
@@ -61,18 +66,34 @@ def tracking_uri_for(workspace: Workspace) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or workspace.mlflow_uri
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+"""The experiment kind "Machine learning" (runs, charts, registered models), set on every
+prmodel experiment. MLflow 3 releases that choose an experiment's view by this tag open it
+there rather than in the GenAI overview (traces, judges), empty for prmodel; MLflow 3.17
+follows the browser's "GenAI | Model training" switch instead, so ``prmodel ui`` also prints
+links that open the model-training view (:mod:`prmodel.workflows.ui`)."""
+NOTE_TAG = "mlflow.note.content"
+"""The tag MLflow shows as a run's (or an experiment's) description."""
+STAGE_TAG = "prmodel.stage"
+"""What a run is: ``training``, ``calibration``, ``estimate`` or ``evaluation``."""
+
+
 def experiment_name(target_id: str) -> str:
     """The MLflow experiment of a target's training runs."""
     return f"prmodel/{target_id}"
 
 
-def log_training(report: TrainingReport, *, workspace: Workspace) -> TrainingReport:
+def log_training(
+    report: TrainingReport, *, workspace: Workspace, train_set: str | None = None
+) -> TrainingReport:
     """Log every kind of a training report as an MLflow run (see :func:`log_training_run`).
 
     Args:
         report: What :func:`~prmodel.train.training.train_models` returned, with the
             models saved into ``workspace`` (their folders are attached to the runs).
         workspace: Its MLflow store is used unless ``MLFLOW_TRACKING_URI`` is set.
+        train_set: The store's training sets were ``<train_set>-<kind>`` (run names say so).
 
     Returns:
         The report with each result's ``run_id`` and the ``tracking_uri`` filled in.
@@ -88,6 +109,7 @@ def log_training(report: TrainingReport, *, workspace: Workspace) -> TrainingRep
                 fingerprint=report.fingerprint,
                 settings=report.settings,
                 representatives_path=report.representatives_path,
+                dataset=f"{train_set}-{result.kind.value}" if train_set else None,
             ),
         )
         for result in report.results
@@ -104,6 +126,7 @@ def log_training_run(
     fingerprint: Mapping[str, Any] | None = None,
     settings: TrainSettings | None = None,
     representatives_path: Path | None = None,
+    dataset: str | None = None,
 ) -> str:
     """Log one trained kind as an MLflow run; returns the run id.
 
@@ -111,23 +134,42 @@ def log_training_run(
     and data identity), metrics (CV, training and test), the target fingerprint, the PR
     file, the training-row digest, plots of the test predictions, the Optuna study (best
     parameters and the trial table as CSV), the model in MLflow's own flavour, and the
-    authoritative ``trained_models`` folder.
+    authoritative ``trained_models`` folder. A saved model (``result.model_dir``) is
+    registered as a new version of ``prmodel.<target_id>.<kind>`` with its model card
+    (:mod:`prmodel.train.model_registry`). The run is named and described in words
+    (kind, regressor, data set, budget), as the UI lists it.
     """
     uri = tracking_uri_for(workspace)
     with mlflow_session(uri) as mlflow:
         experiment_id = target_experiment_id(mlflow, target_id, workspace, uri)
-        run_name = f"{result.kind.value}-{result.regressor}"
+        run_name = _run_name(result, settings, dataset)
         with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
-            mlflow.set_tags({"target_id": target_id, "kind": result.kind.value})
+            note = _run_note(result, target_id, settings, dataset)
+            mlflow.set_tags(
+                {"target_id": target_id, "kind": result.kind.value, STAGE_TAG: "training"}
+            )
+            mlflow.set_tag(NOTE_TAG, note)
             mlflow.log_params(_params(result, target_id, fingerprint_hash, settings))
             mlflow.log_metrics(_finite(result.metrics))
             _log_identity(mlflow, result, fingerprint, representatives_path)
             _log_study(mlflow, result)
             _log_plots(mlflow, result)
-            _log_flavour(mlflow, result)
+            logged = _log_flavour(mlflow, result)
+            run_id: str = run.info.run_id
             if result.model_dir is not None:
                 mlflow.log_artifacts(str(result.model_dir), artifact_path="trained_model")
-            run_id: str = run.info.run_id
+                card = ModelCard.read(result.model_dir / CARD_NAME)
+                version = register_trained_model(
+                    mlflow,
+                    model_uri=logged.model_uri,
+                    model_id=logged.model_id,
+                    card=card,
+                    run_id=run_id,
+                    dataset=dataset,
+                )
+                mlflow.set_tags(
+                    {"registered_model": version.name, "registered_version": version.version}
+                )
     return run_id
 
 
@@ -165,12 +207,69 @@ def target_experiment_id(mlflow: Any, target_id: str, workspace: Workspace, uri:
     name = experiment_name(target_id)
     existing = mlflow.get_experiment_by_name(name)
     if existing is not None:
+        if existing.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            # Experiments made before prmodel set the tag open in MLflow 3's GenAI view.
+            mlflow.MlflowClient().set_experiment_tag(
+                existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND
+            )
         return str(existing.experiment_id)
     location = None
     if uri == workspace.mlflow_uri:
         # Keep the workspace self-contained: artifacts next to the SQLite store.
         location = (workspace.mlflow_artifacts_dir / target_id).as_uri()
-    return str(mlflow.create_experiment(name, artifact_location=location))
+    return str(
+        mlflow.create_experiment(name, artifact_location=location, tags=_experiment_tags(target_id))
+    )
+
+
+def _experiment_tags(target_id: str) -> dict[str, str]:
+    return {
+        EXPERIMENT_KIND_TAG: EXPERIMENT_KIND,
+        NOTE_TAG: (
+            f"Latency models of target `{target_id}`. Runs, by the tag `{STAGE_TAG}`: "
+            "`training` (one per layer kind: test and CV error, plots, the registered model), "
+            "`calibration` (whole networks measured against the estimate, the fitted "
+            "coefficients), `estimate` (one network estimated, and measured where asked) and "
+            "`evaluation` (samplers compared). docs/review.md says where to look."
+        ),
+    }
+
+
+def _run_name(result: KindResult, settings: TrainSettings | None, dataset: str | None) -> str:
+    """``conv · xgboost · pr-conv (412 layers, 25 trials)``: what the run list shows."""
+    budget = f"{result.train_rows} layers"
+    if settings is not None:
+        budget += f", {settings.trials} trials" if settings.trials else ", default parameters"
+    return f"{result.kind.value} · {result.regressor} · {dataset or 'training set'} ({budget})"
+
+
+def _run_note(
+    result: KindResult, target_id: str, settings: TrainSettings | None, dataset: str | None
+) -> str:
+    """The run's description in the UI: what was trained on what, and how it scored."""
+    source = f"the set `{dataset}`" if dataset else "the training set"
+    lines = [
+        f"Latency model of **{result.kind.value}** layers on target `{target_id}`: "
+        f"{result.regressor} fitted on {result.train_rows} measured layers of {source}."
+    ]
+    if settings is not None:
+        tuning = (
+            f"Optuna, {settings.trials} trials of {settings.folds}-fold cross-validation"
+            if settings.trials
+            else "the regressor's default hyper-parameters (no tuning)"
+        )
+        lines.append(f"Hyper-parameters: {tuning}; seed {settings.seed}.")
+    test = result.test_metrics
+    if test:
+        lines.append(
+            f"Held-out test: {len(result.test_layers)} random layers, MAPE "
+            f"{test.get('mape', float('nan')):.2f} %, "
+            f"{test.get('within_10', float('nan')):.0f} % within ±10 %. "
+            "Plots: `plots/predicted_vs_measured.png`, `plots/error_by_parameter.png`."
+        )
+    else:
+        lines.append("No held-out test layers: no test figures.")
+    return "\n\n".join(lines)
 
 
 def _params(
@@ -279,7 +378,8 @@ def _error_by_parameter(result: KindResult, errors: np.ndarray, title: str) -> F
     return figure
 
 
-def _log_flavour(mlflow: Any, result: KindResult) -> None:
+def _log_flavour(mlflow: Any, result: KindResult) -> Any:
+    """Log the estimator in MLflow's flavour; returns MLflow's ``ModelInfo``."""
     spec = result.model.feature_spec_
     estimator = result.model.estimator_
     layers = list(result.test_layers) or None
@@ -292,7 +392,7 @@ def _log_flavour(mlflow: Any, result: KindResult) -> None:
     metadata = {"prmodel_note": "inputs are log1p(features); output is log(latency_us)"}
     # mlflow.xgboost and mlflow.sklearn are loaded by the mlflow module on first use.
     if result.regressor == "xgboost":
-        mlflow.xgboost.log_model(
+        info = mlflow.xgboost.log_model(
             estimator,
             name="model",
             model_format="ubj",
@@ -301,7 +401,7 @@ def _log_flavour(mlflow: Any, result: KindResult) -> None:
             metadata=metadata,
         )
     else:
-        mlflow.sklearn.log_model(
+        info = mlflow.sklearn.log_model(
             estimator,
             name="model",
             serialization_format="skops",
@@ -310,15 +410,21 @@ def _log_flavour(mlflow: Any, result: KindResult) -> None:
             pip_requirements=requirements,
             metadata=metadata,
         )
+    return info
 
 
 __all__ = [
+    "EXPERIMENT_KIND",
+    "EXPERIMENT_KIND_TAG",
+    "NOTE_TAG",
     "QUIET_ENV",
+    "STAGE_TAG",
     "experiment_name",
     "log_training",
     "log_training_run",
     "mlflow_session",
     "plot_test_predictions",
     "quiet_mlflow",
+    "target_experiment_id",
     "tracking_uri_for",
 ]

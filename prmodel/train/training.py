@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,6 +62,11 @@ class TrainSettings:
     """Predict at each layer's plateau representative (None: when a PR set is given)."""
     target_transform: str | None = None
     """``log`` or ``log-relative`` (to the profile's work estimate); None: the model's default."""
+    study_storage: str | None = None
+    """An Optuna RDB storage URL (``sqlite:///studies.db``, ``postgresql://...``) that
+    processes tuning the same kind on the same rows with the same settings share: they split
+    ``trials`` between them (in all, not each) and each takes the best of every trial. None:
+    a private in-memory study, reproducible from ``seed``."""
 
     def __post_init__(self) -> None:
         if self.regressor not in REGRESSORS:
@@ -152,6 +158,9 @@ class TrainingReport:
     """The target's fingerprint, as given to :func:`train_models`."""
     representatives_path: Path | None = None
     """The PR file the features came from, as given to :func:`train_models`."""
+    warnings: tuple[str, ...] = ()
+    """What the checks of the inputs had to say, e.g. a PR file of another machine used
+    on purpose."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -159,6 +168,7 @@ class TrainingReport:
             "fingerprint_hash": self.fingerprint_hash,
             "tracking_uri": self.tracking_uri,
             "kinds": [r.as_dict() for r in self.results],
+            "warnings": list(self.warnings),
         }
 
 
@@ -312,12 +322,9 @@ def tune(
     TPE is seeded and unpromising trials are pruned after a fold by the median rule.
     """
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(
-        direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=settings.seed),
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0),
-    )
-    study.enqueue_trial(dict(DEFAULT_PARAMS[settings.regressor]))
+    study = _open_study(settings, study_name(layers, latency_us, kind, settings, representatives))
+    if not study.trials:  # a shared study gets the defaults' trial once
+        study.enqueue_trial(dict(DEFAULT_PARAMS[settings.regressor]))
 
     def objective(trial: Any) -> float:
         params = suggest_params(trial, settings.regressor)
@@ -346,9 +353,28 @@ def tune(
         if on_trial is not None:
             on_trial(len(study.trials), settings.trials, _best_value(study))
 
+    interrupted = False
+
+    def quiet_on_interrupt(trial: Any) -> float:
+        # Optuna logs a trial ended by Ctrl-C with its full traceback before re-raising it;
+        # end the trial as pruned, stop the study and re-raise here instead, without a trace.
+        nonlocal interrupted
+        try:
+            return objective(trial)
+        except KeyboardInterrupt:
+            interrupted = True
+            study.stop()
+            raise optuna.TrialPruned() from None
+
+    shared = [] if settings.study_storage is None else [_trials_in_all(settings.trials)]
     study.optimize(
-        objective, n_trials=settings.trials, timeout=settings.timeout_s, callbacks=[callback]
+        quiet_on_interrupt,
+        n_trials=settings.trials,
+        timeout=settings.timeout_s,
+        callbacks=[callback, *shared],
     )
+    if interrupted:
+        raise KeyboardInterrupt
     best = study.best_trial
     params = {**DEFAULT_PARAMS[settings.regressor], **best.params}
     return TuningResult(
@@ -361,6 +387,60 @@ def _best_value(study: Any) -> float | None:
         return float(study.best_value)
     except ValueError:  # no trial has completed (all pruned or failed so far)
         return None
+
+
+def study_name(
+    layers: Sequence[LayerConfig],
+    latency_us: npt.NDArray[np.float64],
+    kind: LayerKind,
+    settings: TrainSettings,
+    representatives: RepresentativeSet | None,
+) -> str:
+    """The name of the study of one tuning problem: processes that would tune the same
+    thing (rows, kind, regressor, folds, seed, mapping, transform) share it in a storage."""
+    digest = hashlib.sha256()
+    for layer, latency in zip(layers, np.asarray(latency_us, dtype=float), strict=True):
+        digest.update(f"{layer.key}={latency!r};".encode())
+    problem = (
+        settings.folds,
+        settings.seed,
+        settings.plateau_mapping,
+        settings.target_transform,
+        None if representatives is None else repr(representatives.for_kind(kind)),
+    )
+    digest.update(repr(problem).encode())
+    return f"prmodel-{kind.value}-{settings.regressor}-{digest.hexdigest()[:12]}"
+
+
+def _open_study(settings: TrainSettings, name: str) -> Any:
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+    if settings.study_storage is None:
+        sampler = optuna.samplers.TPESampler(seed=settings.seed)
+        return optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
+    # Processes sharing a study must not draw the same random start-up trials: each seeds
+    # its sampler with its process id (a shared study is not reproducible anyway: which
+    # process runs which trial depends on timing).
+    sampler = optuna.samplers.TPESampler(seed=settings.seed + os.getpid())
+    try:
+        return optuna.create_study(
+            storage=settings.study_storage,
+            study_name=name,
+            load_if_exists=True,
+            direction="minimize",
+            sampler=sampler,
+            pruner=pruner,
+        )
+    except Exception as exc:  # a bad URL, a missing driver, a server that does not answer
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelError(
+            f"cannot open the Optuna study storage {settings.study_storage!r}: {text}"
+        ) from None
+
+
+def _trials_in_all(trials: int) -> Any:
+    """Stop once the shared study holds ``trials`` finished trials from all processes."""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    return optuna.study.MaxTrialsCallback(trials, states=states)
 
 
 def _trial_table(study: Any) -> pd.DataFrame:

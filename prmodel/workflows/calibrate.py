@@ -47,17 +47,20 @@ def measure_network(
     *,
     input_shapes: InputShapes = None,
     settings: NetworkMeasureSettings | None = None,
+    on_round: Callable[[int], None] | None = None,
 ) -> NetworkMeasurement:
     """Run a whole network on a target and time it, with per-kernel profiles.
 
     The target runs the network as it ran its layers (for ONNX Runtime: the target's own
     session options and providers). To measure several networks, :func:`measure_networks`
-    interleaves their rounds.
+    interleaves their rounds. ``on_round`` is called with the number of each round done.
 
     Raises:
         EstimateError: the target cannot run whole networks, or cannot run the model.
     """
-    return measure_networks([model], target, input_shapes=input_shapes, settings=settings)[0]
+    return measure_networks(
+        [model], target, input_shapes=input_shapes, settings=settings, on_round=on_round
+    )[0]
 
 
 def measure_networks(
@@ -105,7 +108,10 @@ def estimate_network(
     workspace: Workspace | str | Path = ".",
     input_shapes: InputShapes = None,
     strict: bool = True,
+    partial: bool = False,
     measure: NetworkMeasureSettings | None = None,
+    from_other_machine: str | None = None,
+    on_round: Callable[[int], None] | None = None,
 ) -> tuple[NetworkEstimate, Comparison | None]:
     """Estimate a network with a workspace's trained models; optionally measure and compare it.
 
@@ -118,7 +124,11 @@ def estimate_network(
         workspace: The workspace holding the trained models.
         input_shapes: Shapes of dynamic inputs.
         strict: Refuse compute-heavy ops that cannot be mapped (else list them unmodelled).
+        partial: Return an estimate with unpriced kernels (a lower bound) instead of raising.
+        from_other_machine: Use the models (and calibration) of this target id, trained on
+            another machine, on purpose; the estimate's first warning says so.
         measure: Also run the network on the target with these settings and compare.
+        on_round: Called with the number of each measuring round done, for progress.
 
     Returns:
         The estimate, and its comparison with the measurement where ``measure`` was given.
@@ -126,16 +136,19 @@ def estimate_network(
     Raises:
         EstimateError: the model cannot be read, mapped or run, or the workspace has no
             trained models for the target.
+        PartialEstimateError: some kernels have no model (unless ``partial``).
     """
     network = load_network(model, input_shapes=input_shapes)
     resolved = get_target(target) if isinstance(target, str) else target
     with ThreadPoolExecutor(max_workers=1) as pool:
         kernels = pool.submit(network_kernels, network, resolved, strict=strict)
-        estimator = Estimator.load(workspace, resolved)
+        estimator = Estimator.load(
+            workspace, resolved, partial=partial, from_other_machine=from_other_machine
+        )
         estimate = estimator.predict(kernels.result())
     if measure is None:
         return estimate, None
-    measurement = measure_network(network, estimator.target, settings=measure)
+    measurement = measure_network(network, estimator.target, settings=measure, on_round=on_round)
     return estimate, compare(estimate, measurement)
 
 
@@ -148,6 +161,7 @@ def calibrate(
     input_shapes: InputShapes = None,
     settings: NetworkMeasureSettings | None = None,
     on_network: Callable[[Comparison], None] | None = None,
+    on_round: Callable[[int], None] | None = None,
 ) -> Calibration:
     """Measure networks, compare with uncalibrated estimates and fit the target's calibration.
 
@@ -162,6 +176,8 @@ def calibrate(
         input_shapes: Input shapes for networks with dynamic inputs.
         settings: How to measure each network.
         on_network: Called with each network's comparison (progress, tables).
+        on_round: Called with the number of each measuring round done (1, 2, ...), for
+            progress; every round measures every network.
 
     Returns:
         The fitted calibration (also saved where ``workspace`` is given).
@@ -170,9 +186,10 @@ def calibrate(
         EstimateError: a network cannot be read or run.
         CalibrationError: nothing to fit.
     """
-    estimator = Estimator(target, models, calibration=None, strict=False)
+    # Partial on purpose: the fit learns the cost of the kernels that no model prices.
+    estimator = Estimator(target, models, calibration=None, strict=False, partial=True)
     loaded = [as_network(model, input_shapes) for model in networks]
-    measurements = measure_networks(loaded, target, settings=settings)
+    measurements = measure_networks(loaded, target, settings=settings, on_round=on_round)
     samples = []
     for network, measurement in zip(loaded, measurements, strict=True):
         comparison = compare(estimator.predict(network), measurement)
@@ -195,6 +212,7 @@ def calibrate(
             "measure_settings": asdict(settings),
             "networks": [s.name for s in samples],
             "models": model_digests(models),
+            "fingerprint": target.fingerprint(),  # checked when the calibration is loaded
         },
     )
     if workspace is not None:
@@ -210,6 +228,7 @@ def calibrate_workspace(
     input_shapes: InputShapes = None,
     settings: NetworkMeasureSettings | None = None,
     on_network: Callable[[Comparison], None] | None = None,
+    on_round: Callable[[int], None] | None = None,
 ) -> Calibration:
     """:func:`calibrate` with the target's trained models from ``workspace``, saved there.
 
@@ -227,6 +246,7 @@ def calibrate_workspace(
         input_shapes=input_shapes,
         settings=settings,
         on_network=on_network,
+        on_round=on_round,
     )
 
 

@@ -601,7 +601,8 @@ def _measured_network_rows(
                 kernels, ctx.target, settings=ctx.settings.network_measure
             )
         for (sampler, seed), models in sorted(by_group.items()):
-            estimator = Estimator(ctx.target, models, strict=False)
+            # Partial: the truth is compared on the modelled kernels only.
+            estimator = Estimator(ctx.target, models, strict=False, partial=True)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 truth = profiled_truth(estimator.predict(kernels), measured[network.name])

@@ -22,10 +22,15 @@ from prmodel.layers import LayerConfig, LayerKind
 from prmodel.measure.plans import SweepPlan, plan_from_layers, save_plans
 from prmodel.measure.runner import measure_layers
 from prmodel.measure.store import MeasurementStore
-from prmodel.select.representatives import RepresentativeSet
+from prmodel.select.pr_file import (
+    CheckedRepresentatives,
+    MissingRepresentativesError,
+    representatives_for,
+)
 from prmodel.select.samplers import AdaptiveSampler, MeasureFn, make_sampler
 from prmodel.select.spaces import ParameterSpace
 from prmodel.targets.base import Target
+from prmodel.targets.identity import made_for
 from prmodel.workspace import Workspace
 
 
@@ -42,6 +47,10 @@ class PlanResult:
     plans: tuple[SweepPlan, ...]
     rounds: Mapping[LayerKind, tuple[Mapping[str, float], ...]] = field(default_factory=dict)
     """The adaptive sampler's rounds per kind (:attr:`AdaptiveSampler.history_`)."""
+    warnings: tuple[str, ...] = ()
+    """What the check of the PR file's machine has to say (``pr``)."""
+    from_other_machine: str | None = None
+    """The target id of the PR file used on purpose from another machine (``pr``)."""
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per plan: its name, kind and number of layers."""
@@ -68,6 +77,7 @@ def write_plan(
     name: str | None = None,
     out: Path | None = None,
     progress: bool = True,
+    from_other_machine: str | None = None,
 ) -> PlanResult:
     """Draw ``budget`` layers per kind with the sampler ``sampler`` and save them as plans.
 
@@ -89,6 +99,8 @@ def write_plan(
         name: Plan name prefix; plans are named ``<name>-<kind>`` (default: the sampler).
         out: The plan file (default ``sweeps/<name>-<target_id>.yaml``).
         progress: Show the runner's progress bars (``adaptive``).
+        from_other_machine: ``pr``: use the PR file of this target id, selected on another
+            machine, on purpose (a PR file of another machine is refused otherwise).
 
     Returns:
         The written plan file and its plans (kinds that gave no layers are left out).
@@ -96,9 +108,13 @@ def write_plan(
     Raises:
         PlanError: no PR file for ``pr``, no networks for ``networks``, or no layers at all.
         SamplingError: an unknown sampler or a bad budget.
+        OtherMachineError: the PR file was selected on another machine (not on purpose).
     """
     budgets = budgets or {}
-    prs = _pr_set(target, workspace, representatives) if sampler == "pr" else None
+    checked = None
+    if sampler == "pr":
+        checked = _pr_set(target, workspace, representatives, from_other_machine)
+    prs = checked.representatives if checked is not None else None
     per_network = _mapped_layers(networks, target) if sampler == "networks" else None
     if kinds is None:
         held = {x.kind for layers in (per_network or {}).values() for x in layers}
@@ -128,18 +144,30 @@ def write_plan(
     if not plans:
         names = ",".join(kind.value for kind in kinds)
         raise PlanError(f"the {sampler} sampler produced no layers for {names}")
-    path = save_plans(plans, out or workspace.sweeps_dir / f"{prefix}-{target.target_id}.yaml")
-    return PlanResult(path, sampler, tuple(plans), rounds)
+    path = save_plans(
+        plans,
+        out or workspace.sweeps_dir / f"{prefix}-{target.target_id}.yaml",
+        made_for=made_for(target),
+    )
+    return PlanResult(
+        path,
+        sampler,
+        tuple(plans),
+        rounds,
+        warnings=checked.warnings if checked is not None else (),
+        from_other_machine=checked.from_other_machine if checked is not None else None,
+    )
 
 
-def _pr_set(target: Target, workspace: Workspace, path: Path | None) -> RepresentativeSet:
-    path = path or workspace.representatives_path(target.target_id)
-    if not path.exists():
-        raise PlanError(
-            f"no Performance Representatives at {path}: run "
-            f"`prmodel select --target {target.name}` first or pass --representatives"
+def _pr_set(
+    target: Target, workspace: Workspace, path: Path | None, from_other_machine: str | None
+) -> CheckedRepresentatives:
+    try:
+        return representatives_for(
+            target, workspace, path=path, from_other_machine=from_other_machine
         )
-    return RepresentativeSet.load(path)
+    except MissingRepresentativesError as exc:
+        raise PlanError(str(exc)) from None
 
 
 def network_files(paths: Iterable[Path]) -> list[Path]:

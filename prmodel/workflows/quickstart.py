@@ -152,10 +152,13 @@ class StaircaseResult:
 class NetworkRow:
     """One reference network: its estimate next to its measured (or simulated) latency.
 
-    ``estimated_us`` covers every kernel (fallbacks included); ``measured_us`` is the whole
-    network's measured latency on ONNX Runtime targets and None elsewhere. The ``modelled_*``
-    figures compare only the kernels the trained models price, with their profiled time on
-    ONNX Runtime and the target's own layer latency on other targets (``truth`` says which).
+    ``estimated_us`` covers every kernel (fallbacks included); where ``unpriced`` kernels have
+    no model (kinds the quickstart did not train, named in ``missing``) it is only a lower
+    bound, and ``error_pct`` is None: a lower bound has no error to report. ``measured_us``
+    is the whole network's measured latency on ONNX Runtime targets and None elsewhere. The
+    ``modelled_*`` figures compare only the kernels the trained models price, with their
+    profiled time on ONNX Runtime and the target's own layer latency on other targets
+    (``truth`` says which).
     """
 
     network: str
@@ -167,11 +170,19 @@ class NetworkRow:
     modelled_estimated_us: float
     modelled_measured_us: float
     truth: str
+    unpriced: int = 0
+    missing: tuple[str, ...] = ()
+
+    @property
+    def partial(self) -> bool:
+        """Whether ``estimated_us`` leaves unpriced kernels out (a lower bound)."""
+        return self.unpriced > 0
 
     @property
     def error_pct(self) -> float | None:
-        """Error of the whole estimate against the measured network latency, in percent."""
-        if self.measured_us is None or self.measured_us <= 0:
+        """Error of the whole estimate against the measured network latency, in percent
+        (None for a partial estimate: a lower bound is not an estimate to be wrong by)."""
+        if self.partial or self.measured_us is None or self.measured_us <= 0:
             return None
         return 100 * (self.estimated_us - self.measured_us) / self.measured_us
 
@@ -190,6 +201,8 @@ class NetworkRow:
         return {
             **{k: v for k, v in asdict(self).items() if k != "path"},
             "path": str(self.path),
+            "missing": list(self.missing),
+            "partial": self.partial,
             "error_pct": self.error_pct,
             "modelled_error_pct": self.modelled_error_pct,
         }
@@ -593,7 +606,7 @@ def train_quickstart_models(
             workspace=workspace,
             progress=progress,
         )
-    return log_training(report, workspace=workspace) if settings.track else report
+    return log_training(report, workspace=workspace, train_set=PR_SET) if settings.track else report
 
 
 # -- stage 5: reference networks --------------------------------------------------------------
@@ -629,7 +642,8 @@ def estimate_networks(
     target's own latency of the modelled layers, measured through the store (plans
     ``net-<network>``).
     """
-    estimator = Estimator.load(workspace, target, calibrated=True, strict=False)
+    # Partial: the quickstart models few kinds; each row says how many kernels are unpriced.
+    estimator = Estimator.load(workspace, target, calibrated=True, strict=False, partial=True)
     rows, counts = [], (0, 0, 0)
     for path in paths:
         network = load_network(path)
@@ -709,6 +723,8 @@ def _network_row(
         modelled_estimated_us=truth.predicted_us,
         modelled_measured_us=truth.measured_us,
         truth=what,
+        unpriced=estimate.unpriced_kernels,
+        missing=tuple(estimate.missing_models),
     )
 
 

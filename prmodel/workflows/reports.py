@@ -23,6 +23,7 @@ from prmodel.layers import LayerKind
 from prmodel.targets.base import Target
 from prmodel.train.tracking import mlflow_session, target_experiment_id, tracking_uri_for
 from prmodel.workflows.evaluation import EvaluationResult, EvaluationSettings, evaluate
+from prmodel.workflows.review import evaluation_run_name, log_evaluation_review
 from prmodel.workspace import Workspace
 
 
@@ -260,13 +261,16 @@ def log_evaluation(
     """Log the evaluation as one MLflow run in the target's experiment; returns the run id.
 
     Parameters are the settings, metrics the mean test MAPE per (kind, sampler, budget) on
-    the random test set and the noise floors, artifacts the report files.
+    the random test set and the noise floors, artifacts the report files, plus the plots
+    and description of :func:`~prmodel.workflows.review.log_evaluation_review`.
     """
     uri = tracking_uri_for(workspace)
     with mlflow_session(uri) as mlflow:
         experiment_id = target_experiment_id(mlflow, result.target_id, workspace, uri)
-        with mlflow.start_run(experiment_id=experiment_id, run_name="evaluation") as run:
+        name = evaluation_run_name(result)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=name) as run:
             mlflow.set_tags({"target_id": result.target_id, "stage": "evaluation"})
+            log_evaluation_review(mlflow, result)
             mlflow.log_params(_flat_params(result))
             mlflow.log_metrics(_evaluation_metrics(result))
             for path in files:

@@ -22,6 +22,7 @@ from prmodel.measure.plans import save_plans
 from prmodel.measure.runner import MeasureSettings, run_sweep
 from prmodel.measure.store import MeasurementStore
 from prmodel.select.plots import save_plots
+from prmodel.select.pr_file import check_representatives, refuse_old_pr_file
 from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.select.selection import (
     InitialSweep,
@@ -32,6 +33,7 @@ from prmodel.select.selection import (
 )
 from prmodel.select.spaces import ParameterSpace
 from prmodel.targets.base import Target, fingerprint_hash
+from prmodel.targets.identity import made_for
 from prmodel.targets.profiles import HardwareProfile, profile_for
 from prmodel.workspace import Workspace
 
@@ -132,12 +134,15 @@ def run_selection(
     profile = profile or profile_for(target)
     designs = initial_sweeps(list(kinds or LayerKind), profile=profile, spaces=spaces)
     plan_path = save_plans(
-        [d.plan for d in designs], workspace.sweeps_dir / f"initial-{target.target_id}.yaml"
+        [d.plan for d in designs],
+        workspace.sweeps_dir / f"initial-{target.target_id}.yaml",
+        made_for=made_for(target),
     )
     sweeps, counts = _measure_sweeps(designs, target, workspace, settings, progress=progress)
     metadata = {
         "profile": profile_record(profile),
         "fingerprint_hash": fingerprint_hash(target.fingerprint()),
+        "fingerprint": target.fingerprint(),
         "plan_file": _relative(plan_path, workspace.root),
         "min_confidence": min_confidence,
     }
@@ -243,8 +248,11 @@ def ensure_representatives(
     path = workspace.representatives_path(target.target_id)
     if path.is_file():
         saved = RepresentativeSet.load(path)
+        check_representatives(saved, path, target, workspace=workspace)
         if all(kind in saved.kinds for kind in kinds):
             return saved, path
+    else:
+        refuse_old_pr_file(target, workspace)
     result = run_selection(
         target, workspace=workspace, kinds=kinds, settings=measure, progress=progress
     )

@@ -3,9 +3,11 @@
 A target is named after its execution provider (``cpu``, ``cuda``, ``tensorrt``, ...) and
 takes the options ``threads`` (intra-op threads, default 1), ``inter_threads`` (default 1)
 and ``opt`` (graph optimization level: ``all``, ``extended``, ``basic`` or ``disable``,
-default ``all``). Sessions run in sequential execution mode. The optimization level changes
-which kernels run (``all`` blocks convolutions into NCHWc and fuses activations), so it is
-part of the target's identity, e.g. ``ort-cpu-t1-all``.
+default ``all``). Sessions run in sequential execution mode. A target's id names what makes
+its measurements comparable (:func:`ort_target_id`): the provider, the hardware (the CPU's
+ISA level, or the GPU), a short hash of the CPU model, ONNX Runtime version and the rest of
+the fingerprint that changes kernels, the threads and the optimization level (``all``
+blocks convolutions into NCHWc and fuses activations), e.g. ``ort-cpu-avx512-3f9c-t1-all``.
 
 Each layer is measured with two sessions of the same single-layer model: a plain one timed
 from Python (wall time of ``run_with_iobinding``, inputs and output bound once) and a
@@ -19,6 +21,7 @@ import bisect
 import functools
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -43,7 +46,8 @@ from prmodel.targets.base import (
     Timings,
     UnknownTargetError,
 )
-from prmodel.targets.cpu import cpu_fingerprint, cpu_from_fingerprint, detect_cpu
+from prmodel.targets.cpu import cpu_fingerprint, cpu_from_fingerprint, detect_cpu, isa_level
+from prmodel.targets.identity import short_hash
 from prmodel.targets.onnxruntime import networks as ort_networks
 from prmodel.targets.onnxruntime.builder import (
     DEFAULT_OPSET,
@@ -195,11 +199,18 @@ class OnnxRuntimeTarget:
     # -- identity ---------------------------------------------------------------------------
     @property
     def target_id(self) -> str:
-        """E.g. ``ort-cpu-t1-all``; ``-i<n>`` is appended when inter_threads is not 1."""
-        text = f"ort-{self.name}-t{self.threads}-{self.opt_level}"
-        if self.inter_threads != 1:
-            text += f"-i{self.inter_threads}"
-        return text
+        """E.g. ``ort-cpu-avx512-3f9c-t1-all``: see :func:`ort_target_id`."""
+        return ort_target_id(self.fingerprint())
+
+    @staticmethod
+    def id_for_fingerprint(fingerprint: Mapping[str, Any]) -> str:
+        """The id of the ONNX Runtime target that ``fingerprint`` describes (any machine)."""
+        return ort_target_id(fingerprint)
+
+    @staticmethod
+    def old_id_for_fingerprint(fingerprint: Mapping[str, Any]) -> str | None:
+        """The id before hardware was part of it, e.g. ``ort-cpu-t1-all``."""
+        return old_ort_target_id(fingerprint)
 
     def fingerprint(self) -> dict[str, Any]:
         """The hardware (CPU model, ISA, caches, GPUs) and software settings measured."""
@@ -612,6 +623,75 @@ def _provider_note(provider: str) -> str:
     return ""
 
 
+# -- ids --------------------------------------------------------------------------------------
+ID_HASH_KEYS: tuple[str, ...] = (
+    "machine",
+    "cpu_model",
+    "isa",
+    "gpus",
+    "onnxruntime",
+    "opset",
+    "execution_mode",
+)
+"""Fingerprint keys hashed into a target id: what changes the kernels (or their speed) and
+is not spelled out in the id already. Core counts and cache sizes are left out: the same CPU
+model reports different ones in VMs of different sizes (they stay in the fingerprint)."""
+
+_GPU_VENDOR_WORDS = frozenset({"nvidia", "geforce", "tesla", "quadro", "amd", "radeon", "intel"})
+
+
+def ort_target_id(fingerprint: Mapping[str, Any]) -> str:
+    """The id of the ONNX Runtime target a fingerprint describes.
+
+    ``ort-<provider>-<hardware>-<hash>-t<threads>-<opt>``, plus ``-i<n>`` where inter-op
+    threads are not 1: ``hardware`` is the CPU's ISA level (``avx512``, ``avx2``, ``avx``,
+    ``sse``, ``neon``; :func:`prmodel.targets.cpu.isa_level`) or, for a provider that runs
+    on GPUs, the first GPU's model (``h100``); ``hash`` is 4 hex digits of the
+    :data:`ID_HASH_KEYS` entries (CPU model, ISA flags, GPUs and driver, ONNX Runtime
+    version, opset), so two machines whose measurements differ get different ids.
+    """
+    provider = str(fingerprint.get("provider") or CPU_PROVIDER)
+    digest = short_hash({key: fingerprint[key] for key in ID_HASH_KEYS if key in fingerprint})
+    text = (
+        f"ort-{short_name(provider)}-{_hardware_label(fingerprint)}-{digest}"
+        f"-t{fingerprint.get('threads', 1)}-{fingerprint.get('opt_level', 'all')}"
+    )
+    inter = fingerprint.get("inter_threads", 1)
+    return text + (f"-i{inter}" if inter != 1 else "")
+
+
+def old_ort_target_id(fingerprint: Mapping[str, Any]) -> str:
+    """The id the same target had before hardware was part of ids (``ort-cpu-t1-all``)."""
+    provider = str(fingerprint.get("provider") or CPU_PROVIDER)
+    text = (
+        f"ort-{short_name(provider)}-t{fingerprint.get('threads', 1)}"
+        f"-{fingerprint.get('opt_level', 'all')}"
+    )
+    inter = fingerprint.get("inter_threads", 1)
+    return text + (f"-i{inter}" if inter != 1 else "")
+
+
+def _hardware_label(fingerprint: Mapping[str, Any]) -> str:
+    if "gpus" in fingerprint:
+        gpus = fingerprint.get("gpus") or []
+        return _gpu_label(str(gpus[0])) if gpus else "gpu"
+    flags = fingerprint.get("isa")
+    machine = str(fingerprint.get("machine") or "")
+    return isa_level(flags if isinstance(flags, list | tuple) else (), machine)
+
+
+def _gpu_label(line: str) -> str:
+    """``NVIDIA H100 80GB HBM3, 550.54.15`` -> ``h100``; ``NVIDIA GeForce RTX 4090`` ->
+    ``rtx4090``: the model, without vendor words, memory size or driver."""
+    words = [w for w in re.split(r"[\s_-]+", line.split(",")[0].lower()) if w]
+    words = [w for w in words if w not in _GPU_VENDOR_WORDS and re.fullmatch(r"[a-z0-9]+", w)]
+    for i, word in enumerate(words):
+        if any(c.isdigit() for c in word):
+            prefix = words[i - 1] if i and words[i - 1].isalpha() and len(words[i - 1]) <= 3 else ""
+            return prefix + word
+    return words[0] if words else "gpu"
+
+
 # -- machine facts ----------------------------------------------------------------------------
 @functools.cache
 def _nvidia_gpus() -> tuple[str, ...]:
@@ -652,6 +732,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 __all__ = [
+    "ID_HASH_KEYS",
     "LAYOUT_OPS",
     "OPT_LEVELS",
     "PROVIDER_ALIASES",
@@ -659,6 +740,8 @@ __all__ = [
     "OnnxRuntimeBenchmark",
     "OnnxRuntimeTarget",
     "kernel_role",
+    "old_ort_target_id",
+    "ort_target_id",
     "resolve_provider",
     "short_name",
     "split_trace",

@@ -1,0 +1,579 @@
+"""``prmodel learn``: a predictor for a new machine from a few minutes of profiled networks.
+
+Instead of thousands of lone layers, :func:`learn_target` profiles whole networks: one
+profiled run of a network times every kernel in the context the estimator predicts (fused,
+in the runtime's blocked layout, with the caches as a real network leaves them), so a few
+dozen networks give thousands of kernel times. It
+
+1. builds the training networks without torch (:func:`prmodel.zoo.learning.learning_networks`:
+   the reference networks, then variants at other resolutions, widths and batch sizes; never
+   a held-out network) and measures them in batches with their rounds interleaved, until
+   the time budget is spent (what the workspace measured before on this machine with the
+   same protocol is reused);
+2. keeps every kernel as a row of the network-profile data set
+   (:mod:`prmodel.workflows.network_profiles`, Parquet);
+3. fits one latency model per layer kind on the kernels' in-network times, cross-validated by
+   network (:func:`prmodel.train.in_network.fit_in_network_models`), with the PR file's
+   features where the target has one, else its hardware profile's;
+4. fits the target's :class:`~prmodel.estimate.calibration.Calibration` on the out-of-fold
+   predictions: per-op ``fixed + µs per MB`` costs of the kernels without a model (reorders,
+   Concat, ...) and the map from the kernel sum to the measured latency;
+5. saves the models (``trained_models/<target_id>/<kind>/``, their cards naming the data set)
+   and the calibration where ``prmodel estimate`` loads them.
+
+:func:`learn_from_profiles` is steps 3-4 alone, for rows already measured (benchmarks use it
+for learning curves).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prmodel.errors import PrmodelError
+from prmodel.estimate.calibration import (
+    Calibration,
+    CalibrationSample,
+    calibration_path,
+    core_cache_bytes,
+    fit_calibration,
+    in_network_us,
+    last_level_cache_bytes,
+)
+from prmodel.estimate.estimator import Estimator, model_digests
+from prmodel.layers import LayerConfig, LayerKind
+from prmodel.networks import NetworkMeasureSettings
+from prmodel.select.pr_file import MissingRepresentativesError, representatives_for
+from prmodel.select.representatives import RepresentativeSet
+from prmodel.targets.base import NetworkRunner, Target, fingerprint_hash
+from prmodel.targets.profiles import HardwareProfile
+from prmodel.train.artifacts import file_sha256, list_model_cards, save_model
+from prmodel.train.in_network import DEFAULT_FOLDS, InNetworkFit, KindFit, fit_in_network_models
+from prmodel.train.model import LatencyModel
+from prmodel.train.training import training_digest
+from prmodel.workflows.network_profiles import (
+    PROFILE_SET,
+    kernel_layers,
+    matching_rows,
+    profiles_path,
+    protocol,
+    protocol_hash,
+    read_profiles,
+)
+from prmodel.workflows.profiling import NetworkProfiler
+from prmodel.workspace import Workspace
+from prmodel.zoo.learning import check_not_held_out, learning_networks
+from prmodel.zoo.sets import NetworkSpec
+
+DEFAULT_MINUTES = 10.0
+"""The default time budget for building, measuring and mapping networks."""
+LEARNED_FORMS: tuple[tuple[str, ...], ...] = (
+    ("scale",),
+    ("scale", "offset"),
+    ("scale", "kernels"),
+    ("scale", "kernels", "offset"),
+)
+"""Calibration forms for models of in-network times, chosen by leave-one-network-out error.
+The kernels' own context (cache state, layout) is in their times already; what is left is
+the runtime's step from kernel to kernel and a fixed cost per run."""
+
+
+class LearnError(PrmodelError, ValueError):
+    """``prmodel learn`` cannot go on (one sentence says why and what to do)."""
+
+
+@dataclass(frozen=True)
+class NetworkCheck:
+    """A training network predicted by models and a calibration fitted without it."""
+
+    name: str
+    measured_us: float
+    predicted_us: float
+    sum_us: float
+
+    @property
+    def error_pct(self) -> float:
+        return 100 * (self.predicted_us - self.measured_us) / self.measured_us
+
+
+@dataclass(frozen=True, eq=False)
+class LearnedPredictor:
+    """Models and calibration learned from network profiles, not yet saved."""
+
+    models: dict[LayerKind, LatencyModel]
+    calibration: Calibration
+    fit: InNetworkFit
+    checks: tuple[NetworkCheck, ...]
+    features: str
+
+    def estimator(self, target: Target) -> Estimator:
+        """An estimator with these models and this calibration."""
+        return Estimator(target, self.models, calibration=self.calibration, strict=False)
+
+
+@dataclass(frozen=True)
+class LearnReport:
+    """What ``prmodel learn`` measured, reused, trained and saved, and how well it predicts
+    the training networks it was not fitted on."""
+
+    target_id: str
+    data_set: Path
+    measured: tuple[str, ...]
+    reused: tuple[str, ...]
+    skipped: tuple[str, ...]
+    kernels: int
+    budget_seconds: float
+    measure_seconds: float
+    data_seconds: float
+    train_seconds: float
+    kinds: tuple[KindFit, ...]
+    folds: int
+    features: str
+    calibration: Calibration
+    checks: tuple[NetworkCheck, ...]
+    models_dir: Path
+    calibration_file: Path
+    notes: tuple[str, ...] = ()
+
+    @property
+    def networks(self) -> tuple[str, ...]:
+        """Every network the models were trained on (reused and newly measured)."""
+        return (*self.reused, *self.measured)
+
+    @property
+    def mape(self) -> float | None:
+        """Mean absolute error (percent) of the training networks, each predicted without it."""
+        errors = [abs(c.error_pct) for c in self.checks]
+        return float(np.mean(errors)) if errors else None
+
+    @property
+    def within_10(self) -> int:
+        """Training networks predicted within ±10 % without them."""
+        return sum(abs(c.error_pct) <= 10 for c in self.checks)
+
+    @property
+    def worst(self) -> NetworkCheck | None:
+        return max(self.checks, key=lambda c: abs(c.error_pct), default=None)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target_id": self.target_id,
+            "data_set": str(self.data_set),
+            "measured": list(self.measured),
+            "reused": list(self.reused),
+            "skipped": list(self.skipped),
+            "kernels": self.kernels,
+            "budget_seconds": self.budget_seconds,
+            "measure_seconds": self.measure_seconds,
+            "data_seconds": self.data_seconds,
+            "train_seconds": self.train_seconds,
+            "features": self.features,
+            "folds": self.folds,
+            "kinds": [
+                {
+                    "kind": k.kind.value,
+                    "rows": k.rows,
+                    "networks": k.networks,
+                    "transform": k.transform,
+                    "error_pct": k.error_pct,
+                    "errors_pct": k.errors_pct,
+                }
+                for k in self.kinds
+            ],
+            "calibration": {
+                "formula": self.calibration.formula,
+                "terms": list(self.calibration.terms),
+                "loo_mape": self.calibration.loo_mape,
+            },
+            "check": {
+                "mape": self.mape,
+                "within_10": self.within_10,
+                "networks": [{**asdict(c), "error_pct": c.error_pct} for c in self.checks],
+            },
+            "models_dir": str(self.models_dir),
+            "calibration_file": str(self.calibration_file),
+            "notes": list(self.notes),
+        }
+
+
+# -- the workflow ------------------------------------------------------------------------------
+
+
+def learn_target(
+    target: Target,
+    *,
+    workspace: Workspace,
+    networks: Sequence[NetworkSpec] | None = None,
+    minutes: float = DEFAULT_MINUTES,
+    settings: NetworkMeasureSettings | None = None,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+    model_params: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    on_note: Callable[[str], None] | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> LearnReport:
+    """Profile networks on ``target`` within a time budget, learn its predictor and save it.
+
+    Args:
+        target: A target that runs whole networks (ONNX Runtime: cpu, cuda, ...).
+        workspace: Holds the data set, the models and the calibration (created if missing).
+        networks: The training networks, in the order to measure them (default:
+            :func:`~prmodel.zoo.learning.learning_networks`); never held-out ones.
+        minutes: Time budget for building, measuring and mapping networks; measuring
+            stops adding networks when it is spent (0: train on what was measured before).
+        settings: How each network is timed (rounds, runs, profiled runs).
+        folds: Folds of networks for the out-of-fold check and the calibration.
+        seed: Seed of the folds and the regressors.
+        model_params: XGBoost hyper-parameters replacing the defaults.
+        progress: Show a progress bar with an ETA on stderr.
+        on_note: Told, one sentence each, what happens (batches measured, features used).
+        clock: Seconds, monotonic (tests pass a fake one).
+
+    Returns:
+        The report; the models and calibration are saved in ``workspace``.
+
+    Raises:
+        LearnError: the target cannot run networks, a bad budget, held-out networks asked
+            for, models of another training set in the way, or nothing to train on.
+        ProfileSetError: an unreadable data set file.
+    """
+    if not isinstance(target, NetworkRunner):
+        raise LearnError(
+            f"target {target.target_id} cannot run whole networks, and learning profiles "
+            "networks; use an ONNX Runtime target (cpu, cuda, ...)"
+        )
+    if not (math.isfinite(minutes) and minutes >= 0):
+        raise LearnError(f"the time budget must be 0 minutes or more, got {minutes}")
+    specs = list(learning_networks() if networks is None else networks)
+    if not specs:
+        raise LearnError("no networks to learn from were given")
+    try:
+        check_not_held_out(specs)
+    except PrmodelError as exc:
+        raise LearnError(str(exc)) from None
+    settings = settings or NetworkMeasureSettings()
+    note = on_note or (lambda message: None)
+    _refuse_foreign_models(workspace, target.target_id)
+    # Checked first: a PR file of another machine is refused before anything is measured.
+    representatives, pr_path, features = _features(target, workspace, note)
+    fingerprint = target.fingerprint()
+    identity = {
+        "target_id": target.target_id,
+        "fingerprint_hash": fingerprint_hash(fingerprint),
+        "fingerprint": json.dumps(fingerprint, sort_keys=True, default=str),
+        "protocol_hash": protocol_hash(settings),
+        "protocol": json.dumps(protocol(settings), sort_keys=True),
+    }
+    path = profiles_path(workspace, target.target_id)
+    known = matching_rows(
+        read_profiles(path),
+        target_id=identity["target_id"],
+        fingerprint_hash=identity["fingerprint_hash"],
+        protocol_hash=identity["protocol_hash"],
+    )
+    reused = _reusable(specs, known)
+    if reused:
+        note(f"reusing {len(reused)} networks measured before on this machine ({path})")
+    pending = [spec for spec in specs if spec.name not in reused]
+    measuring = NetworkProfiler(target, settings, identity, clock=clock, budget_s=60 * minutes)
+    measuring.learn_rates(known[known["network"].isin(reused)], specs)
+    measured = measuring.run(pending, path, progress=progress, on_note=note)
+    whole = read_profiles(path)
+    rows = matching_rows(
+        whole,
+        target_id=identity["target_id"],
+        fingerprint_hash=identity["fingerprint_hash"],
+        protocol_hash=identity["protocol_hash"],
+    )
+    used = [spec.name for spec in specs if spec.name in reused or spec.name in measured]
+    rows = rows[rows["network"].isin(used)].reset_index(drop=True)
+    if rows.empty:
+        raise LearnError(
+            f"nothing was measured within {minutes:g} minutes and the workspace holds no "
+            f"profiles of these networks on this machine; give more time (--minutes)"
+        )
+    started = clock()
+    learned = learn_from_profiles(
+        rows,
+        target,
+        representatives=representatives,
+        features=features,
+        folds=folds,
+        seed=seed,
+        model_params=model_params,
+    )
+    models_dir = workspace.models_dir / target.target_id
+    calibration_file = _save(
+        learned,
+        rows,
+        target,
+        workspace=workspace,
+        data_set=path,
+        settings=settings,
+        representatives_path=pr_path,
+    )
+    skipped = tuple(spec.name for spec in pending if spec.name not in measured)
+    return LearnReport(
+        target_id=target.target_id,
+        data_set=path,
+        measured=tuple(name for name in used if name in measured),
+        reused=tuple(name for name in used if name in reused),
+        skipped=skipped,
+        kernels=int((rows["status"] != "free").sum()),
+        budget_seconds=60 * minutes,
+        measure_seconds=measuring.elapsed,
+        data_seconds=float(rows.groupby("network")["seconds"].first().sum()),
+        train_seconds=clock() - started,
+        kinds=learned.fit.kinds,
+        folds=learned.fit.folds,
+        features=learned.features,
+        calibration=learned.calibration,
+        checks=learned.checks,
+        models_dir=models_dir,
+        calibration_file=calibration_file,
+        notes=tuple(measuring.notes),
+    )
+
+
+def learn_from_profiles(
+    rows: pd.DataFrame,
+    target: Target,
+    *,
+    representatives: RepresentativeSet | None = None,
+    features: str | None = None,
+    folds: int = DEFAULT_FOLDS,
+    seed: int = 0,
+    model_params: Mapping[str, Any] | None = None,
+) -> LearnedPredictor:
+    """Fit kernel models and the calibration on network-profile rows (nothing is saved).
+
+    Args:
+        rows: Rows of the network-profile data set, of one target, machine and protocol.
+        target: The target they were measured on (its profile, caches, refused layers).
+        representatives: The PR set for the architecture-aware features (None: the
+            target's hardware profile alone).
+        features: How the features were chosen, in words (for the report).
+        folds: Folds of networks.
+        seed: Seed of the folds and the regressors.
+        model_params: XGBoost hyper-parameters replacing the defaults.
+
+    Raises:
+        LearnError: no network with a positive measured latency.
+    """
+    rows = rows.reset_index(drop=True)
+    totals = rows.groupby("network", sort=False)["network_total_us"].first()
+    if not (totals > 0).any():
+        raise LearnError("no profiled network has a positive measured latency")
+    layers = kernel_layers(rows)
+    in_network = _in_network_times(rows)
+    profile: HardwareProfile | None = None
+    if representatives is None:
+        profile = target.hardware_profile()
+    fit = fit_in_network_models(
+        layers,
+        in_network,
+        list(rows["network"]),
+        representatives=representatives,
+        profile=profile,
+        folds=folds,
+        seed=seed,
+        params=model_params,
+        usable=lambda layer: target.unsupported_reason(layer) is None,
+    )
+    status = _status(rows, layers, fit)
+    samples = [
+        CalibrationSample(
+            name=str(name),
+            measured_us=float(group["network_total_us"].iloc[0]),
+            kernels=pd.DataFrame(
+                {
+                    "op": group["op"].to_numpy(),
+                    "status": status[group.index],
+                    "predicted_us": np.nan_to_num(fit.out_of_fold_us[group.index]),
+                    "bytes_moved": group["bytes_moved"].to_numpy(dtype=np.float64),
+                    "weight_bytes": group["weight_bytes"].to_numpy(dtype=np.float64),
+                    "measured_us": group["measured_us"].to_numpy(dtype=np.float64),
+                }
+            ),
+        )
+        for name, group in rows.groupby("network", sort=False)
+    ]
+    calibration = fit_calibration(
+        samples,
+        target_id=target.target_id,
+        weight_cap_bytes=last_level_cache_bytes(target),
+        core_cache_bytes=core_cache_bytes(target),
+        forms=LEARNED_FORMS,
+    )
+    checks = tuple(
+        NetworkCheck(
+            name=n.name,
+            measured_us=n.measured_us,
+            predicted_us=n.loo_us if n.loo_us is not None else n.calibrated_us,
+            sum_us=n.sum_us,
+        )
+        for n in calibration.networks
+    )
+    described = features or (
+        "hardware profile" if representatives is None else "PR file and hardware profile"
+    )
+    return LearnedPredictor(fit.models, calibration, fit, checks, described)
+
+
+def _in_network_times(rows: pd.DataFrame) -> np.ndarray:
+    """Each kernel's profiled time less the profiler's own cost (per network)."""
+    times = np.full(len(rows), np.nan)
+    for name, group in rows.groupby("network", sort=False):
+        sample = CalibrationSample(
+            name=str(name),
+            measured_us=float(group["network_total_us"].iloc[0]),
+            kernels=group[["status", "measured_us"]].reset_index(drop=True),
+        )
+        times[group.index] = in_network_us(sample)
+    return times
+
+
+def _status(rows: pd.DataFrame, layers: Sequence[LayerConfig | None], fit: InNetworkFit) -> Any:
+    """Each kernel as the estimator will see it: free, modelled (a model predicted it
+    without its network) or unmodelled (priced by the calibration's op fits)."""
+    status = np.full(len(rows), "unmodelled", dtype=object)
+    status[(rows["status"] == "free").to_numpy()] = "free"
+    for index, layer in enumerate(layers):
+        if status[index] == "free" or layer is None or layer.kind not in fit.models:
+            continue
+        if np.isfinite(fit.out_of_fold_us[index]):
+            status[index] = "modelled"
+    return status
+
+
+def _reusable(specs: Sequence[NetworkSpec], known: pd.DataFrame) -> set[str]:
+    """Networks whose rows (same machine, protocol and builder settings) are in the file."""
+    if known.empty:
+        return set()
+    hashes = known.groupby("network")["network_hash"].first().to_dict()
+    return {spec.name for spec in specs if hashes.get(spec.name) == spec.settings_hash()}
+
+
+# -- features, saving -----------------------------------------------------------------------------
+
+
+def _features(
+    target: Target, workspace: Workspace, note: Callable[[str], None]
+) -> tuple[RepresentativeSet | None, Path | None, str]:
+    """The PR set to take features from where the target has one (and its file), and the
+    choice in words."""
+    try:
+        checked = representatives_for(target, workspace)
+    except MissingRepresentativesError:
+        profile = target.hardware_profile().name
+        note(f"no PR file for {target.target_id}: features from the hardware profile {profile}")
+        return None, None, f"hardware profile {profile}"
+    for warning in checked.warnings:
+        note(f"warning: {warning}")
+    return checked.representatives, checked.path, f"PR file {checked.path.name}"
+
+
+def _refuse_foreign_models(workspace: Workspace, target_id: str) -> None:
+    """Refuse to mix with models trained on other sets (their calibration would not fit)."""
+    foreign = [
+        card.kind
+        for _, card in list_model_cards(workspace, target_id)
+        if card.training_set.get("name") != PROFILE_SET
+    ]
+    if foreign:
+        where = workspace.models_dir / target_id
+        raise LearnError(
+            f"{where} holds models trained on other sets ({', '.join(sorted(foreign))}); "
+            "learning replaces a target's models and calibration, so learn into another "
+            "workspace (-w DIR) or move that folder away first"
+        )
+
+
+def _save(
+    learned: LearnedPredictor,
+    rows: pd.DataFrame,
+    target: Target,
+    *,
+    workspace: Workspace,
+    data_set: Path,
+    settings: NetworkMeasureSettings,
+    representatives_path: Path | None,
+) -> Path:
+    """Save the models and the calibration; the target's earlier learned models of kinds
+    not learned now are removed (only learned ones are there: :func:`_refuse_foreign_models`).
+    Returns the calibration's path."""
+    fingerprint = target.fingerprint()
+    digest = fingerprint_hash(fingerprint)
+    networks = list(dict.fromkeys(rows["network"]))
+    inside = data_set.is_relative_to(workspace.root)
+    training_set = {
+        "name": PROFILE_SET,
+        "file": str(data_set.relative_to(workspace.root) if inside else data_set),
+        "networks": networks,
+        "protocol": protocol(settings),
+        "fingerprint_hash": digest,
+    }
+    layers = kernel_layers(rows)
+    in_network = _in_network_times(rows)
+    by_kind = {k.kind: k for k in learned.fit.kinds}
+    pr_sha = file_sha256(representatives_path) if representatives_path is not None else None
+    for kind, model in learned.models.items():
+        picked = [i for i, layer in enumerate(layers) if layer is not None and layer.kind is kind]
+        frame = pd.DataFrame(
+            {
+                "target_id": target.target_id,
+                "fingerprint_hash": digest,
+                "layer_key": [layers[i].key for i in picked],  # type: ignore[union-attr]
+                "latency_us": in_network[picked],
+            }
+        )
+        fitted = by_kind[kind]
+        metrics = {"rows": float(fitted.rows), "networks": float(fitted.networks)}
+        if fitted.error_pct is not None:
+            metrics["out_of_fold_error_pct"] = fitted.error_pct
+        save_model(
+            model,
+            workspace.model_dir(target.target_id, kind.value),
+            target_id=target.target_id,
+            fingerprint_hash=digest,
+            fingerprint=fingerprint,
+            metrics=metrics,
+            training_digest=training_digest(frame[np.isfinite(frame["latency_us"])]),
+            representatives_sha256=pr_sha,
+            training_set={**training_set, "kernels": fitted.rows, "folds": learned.fit.folds},
+        )
+    learned_kinds = {kind.value for kind in learned.models}
+    for folder, card in list_model_cards(workspace, target.target_id):
+        if card.kind not in learned_kinds:
+            shutil.rmtree(folder)  # a kind an earlier learn had and this one has not
+    notes = {
+        "measure_settings": asdict(settings),
+        "networks": networks,
+        "models": model_digests(learned.models),
+        "fingerprint": fingerprint,
+        "training_set": training_set,
+    }
+    calibration = replace(learned.calibration, notes=notes)
+    return calibration.save(calibration_path(workspace, target.target_id))
+
+
+__all__ = [
+    "DEFAULT_MINUTES",
+    "LEARNED_FORMS",
+    "LearnError",
+    "LearnReport",
+    "LearnedPredictor",
+    "NetworkCheck",
+    "learn_from_profiles",
+    "learn_target",
+]
