@@ -44,7 +44,7 @@ def quickstart(
     target: TargetOption = "cpu",
     kinds: Annotated[
         str, typer.Option("--kinds", "-k", help="Comma-separated layer kinds to model.")
-    ] = "conv,dense",
+    ] = "conv,dense,relu",
     budget: Annotated[int, typer.Option(help="PR-sampled training layers per kind.")] = 200,
     test_size: Annotated[int, typer.Option(help="Random held-out test layers per kind.")] = 50,
     trials: Annotated[

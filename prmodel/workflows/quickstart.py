@@ -104,7 +104,7 @@ class QuickstartSettings:
         track: Log training runs to MLflow.
     """
 
-    kinds: tuple[LayerKind, ...] = (LayerKind.CONV, LayerKind.DENSE)
+    kinds: tuple[LayerKind, ...] = (LayerKind.CONV, LayerKind.DENSE, LayerKind.RELU)
     budget: int = 200
     test_size: int = 50
     trials: int = 5
