@@ -431,6 +431,16 @@ def input_shape(batch: int, size: int, *, minimum: int, channels: int = 3) -> li
     return [batch, channels, size, size]
 
 
+def check_width(width: float) -> None:
+    """Refuse a width multiplier outside 0.1-4 (every architecture's ``width`` option).
+
+    Raises:
+        ZooError: ``width`` is out of range.
+    """
+    if not 0.1 <= width <= 4.0:
+        raise ZooError(f"the width multiplier must be between 0.1 and 4, got {width}")
+
+
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """``value`` rounded to a multiple of ``divisor``, never more than 10 % below it.
 

@@ -18,6 +18,7 @@ import onnx
 from prmodel.zoo.builder import (
     GraphBuilder,
     ZooError,
+    check_width,
     input_shape,
     make_divisible,
 )
@@ -81,11 +82,6 @@ def _scaled(channels: int, width: float) -> int:
     return channels if width == 1.0 else make_divisible(channels * width, 8)
 
 
-def _check_width(width: float) -> None:
-    if not 0.1 <= width <= 4.0:
-        raise ZooError(f"the width multiplier must be between 0.1 and 4, got {width}")
-
-
 # -- ResNet -------------------------------------------------------------------------------------
 
 
@@ -118,7 +114,7 @@ def resnet(
     """
     if depth not in RESNET_DEPTHS:
         raise ZooError(f"ResNet depth must be one of {sorted(RESNET_DEPTHS)}, got {depth}")
-    _check_width(width)
+    check_width(width)
     shape = input_shape(batch, size, minimum=32)
     block, counts = RESNET_DEPTHS[depth]
     expansion = 4 if block == "bottleneck" else 1
@@ -196,7 +192,7 @@ def vgg(
     """
     if depth not in VGG_CONFIGS:
         raise ZooError(f"VGG depth must be one of {sorted(VGG_CONFIGS)}, got {depth}")
-    _check_width(width)
+    check_width(width)
     if hidden < 1:
         raise ZooError(f"the VGG classifier needs at least one hidden unit, got {hidden}")
     shape = input_shape(batch, size, minimum=32)

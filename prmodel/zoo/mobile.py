@@ -20,6 +20,7 @@ import onnx
 from prmodel.zoo.builder import (
     GraphBuilder,
     ZooError,
+    check_width,
     conv_output_size,
     input_shape,
     make_divisible,
@@ -119,11 +120,6 @@ SHUFFLENET_V2_WIDTHS: dict[float, tuple[int, int, int, int, int]] = {
 """ShuffleNet V2 width -> channels of the stem, the three stages and the last conv."""
 
 
-def _check_width(width: float) -> None:
-    if not 0.1 <= width <= 4.0:
-        raise ZooError(f"the width multiplier must be between 0.1 and 4, got {width}")
-
-
 # -- MobileNet V2 -------------------------------------------------------------------------------
 
 
@@ -151,7 +147,7 @@ def mobilenet_v2(
     Returns:
         A checked opset-17 ``ModelProto`` named ``mobilenet_v2``.
     """
-    _check_width(width)
+    check_width(width)
     shape = input_shape(batch, size, minimum=32)
     g = GraphBuilder(seed=seed, weights=weights)
     channels = make_divisible(32 * width)
@@ -205,7 +201,7 @@ def mobilenet_v3(
     """
     if variant not in MOBILENET_V3_BLOCKS:
         raise ZooError(f"MobileNet V3 variant must be 'large' or 'small', got {variant!r}")
-    _check_width(width)
+    check_width(width)
     shape = input_shape(batch, size, minimum=32)
     blocks, hidden_width = MOBILENET_V3_BLOCKS[variant]
     g = GraphBuilder(seed=seed, weights=weights)
@@ -271,7 +267,7 @@ def efficientnet(
         raise ZooError(f"EfficientNet variant must be one of {known}, got {variant!r}")
     width = EFFICIENTNET_SCALES[variant][0] if width is None else width
     depth = EFFICIENTNET_SCALES[variant][1] if depth is None else depth
-    _check_width(width)
+    check_width(width)
     if not 0.5 <= depth <= 4.0:
         raise ZooError(f"the depth multiplier must be between 0.5 and 4, got {depth}")
     shape = input_shape(batch, size, minimum=32)
@@ -326,7 +322,7 @@ def mnasnet(
     Returns:
         A checked opset-17 ``ModelProto`` named ``mnasnet``.
     """
-    _check_width(width)
+    check_width(width)
     shape = input_shape(batch, size, minimum=32)
     depths = [_round_to_multiple(d * width) for d in _MNASNET_DEPTHS]
     g = GraphBuilder(seed=seed, weights=weights)
