@@ -132,6 +132,19 @@ def test_plan_membership_is_many_to_many(store: MeasurementStore) -> None:
     assert store.plan_names(target_id="t2") == ["other-target"]
 
 
+def test_a_changed_plan_replaces_only_its_own_target_s_members(store: MeasurementStore) -> None:
+    store.add_to_plan("pr-conv", "t1", "h1", [conv(1).key, conv(2).key])
+    store.add_to_plan("pr-conv", "t2", "h2", [conv(3).key])
+    dropped = store.set_plan_members("pr-conv", "t1", "h1", [conv(2).key, conv(4).key])
+    assert dropped == 1  # conv(1) on t1
+    with sqlite3.connect(store.path) as db:
+        rows = db.execute("SELECT target_id, layer_key FROM plan_members WHERE plan = 'pr-conv'")
+        members = sorted(rows.fetchall())
+    assert members == sorted(
+        [("t1", conv(2).key), ("t1", conv(4).key), ("t2", conv(3).key)]
+    )  # t2's member of a plan of the same name is kept
+
+
 def test_register_target_keeps_fingerprint(store: MeasurementStore) -> None:
     digest = store.register_target("t1", FINGERPRINT)
     store.record(ok(conv(1), 1.0, digest=digest))

@@ -376,17 +376,18 @@ class MeasurementStore:
     def set_plan_members(
         self, plan: str, target_id: str, fingerprint_hash: str, layer_keys: Iterable[str]
     ) -> int:
-        """Make ``layer_keys`` the whole of ``plan``: members it no longer requests are dropped
-        (on every target: a plan is one definition), the new ones added. Returns how many
-        members were dropped (0 when the definition did not change)."""
+        """Make ``layer_keys`` the whole of ``plan`` on ``target_id``: members it no longer
+        requests are dropped, the new ones added. Another target's members of a plan of the
+        same name are left alone (``prmodel plan`` draws different layers per target under
+        one name). Returns how many members were dropped (0 when nothing changed)."""
         keys = list(dict.fromkeys(layer_keys))
         now = utc_now()
         with self._conn:
             self._load_key_filter(keys, commit=False)
             dropped = self._conn.execute(
-                "DELETE FROM plan_members WHERE plan = ? AND layer_key NOT IN "
+                "DELETE FROM plan_members WHERE plan = ? AND target_id = ? AND layer_key NOT IN "
                 "(SELECT layer_key FROM temp.key_filter)",
-                (plan,),
+                (plan, target_id),
             ).rowcount
             self._conn.executemany(
                 "INSERT OR IGNORE INTO plan_members VALUES (?, ?, ?, ?, ?)",
