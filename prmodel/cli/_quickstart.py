@@ -114,8 +114,9 @@ def _print_result(result: QuickstartResult, *, every_point: bool) -> None:
     )
     print_table(_network_table(result), title="reference networks: estimate vs measured (µs)")
     console.print(
-        "modelled: kernels priced by a trained model; their truth is the profiled kernel time "
-        "on ONNX Runtime, the target's own layer latency elsewhere",
+        "mod.: kernels priced by a trained model, of all; m.: those kernels alone (their "
+        "truth is the profiled kernel time on ONNX Runtime, the target's own layer latency "
+        "elsewhere); err in %",
         style="dim",
     )
     missing = sorted({name for row in result.networks for name in row.missing})
@@ -171,13 +172,13 @@ def _network_table(result: QuickstartResult) -> list[dict[str, object]]:
     return [
         {
             "network": row["network"],
-            "modelled": f"{row['modelled']}/{row['kernels']}",
-            "est. µs": f"≥{row['estimated_us']:.4g}" if row["partial"] else row["estimated_us"],
-            "meas. µs": row["measured_us"],
+            "mod.": f"{row['modelled']}/{row['kernels']}",
+            "est µs": f"≥{row['estimated_us']:.4g}" if row["partial"] else row["estimated_us"],
+            "meas µs": row["measured_us"],
             "err %": row["error_pct"],
-            "modelled est.": row["modelled_estimated_us"],
-            "modelled meas.": row["modelled_measured_us"],
-            "modelled err %": row["modelled_error_pct"],
+            "m.est": row["modelled_estimated_us"],
+            "m.meas": row["modelled_measured_us"],
+            "m.err": row["modelled_error_pct"],
         }
         for row in result.network_rows()
     ]
