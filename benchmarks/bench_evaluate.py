@@ -26,7 +26,8 @@ from pathlib import Path
 
 from prmodel.layers import parse_kind
 from prmodel.targets import get_target
-from prmodel.workflows.evaluation import EvaluationSettings, evaluate
+from prmodel.workflows.evaluation import evaluate
+from prmodel.workflows.evaluation_results import EvaluationSettings
 from prmodel.workflows.reports import markdown_report, write_report
 from prmodel.workspace import Workspace
 

@@ -38,11 +38,8 @@ import pandas as pd
 from prmodel.layers import LayerKind
 from prmodel.targets import get_target
 from prmodel.targets.cpu import machine_info
-from prmodel.workflows.evaluation import (
-    EvaluationResult,
-    EvaluationSettings,
-    evaluate,
-)
+from prmodel.workflows.evaluation import evaluate
+from prmodel.workflows.evaluation_results import EvaluationResult, EvaluationSettings
 from prmodel.workflows.reports import markdown_report, write_report
 from prmodel.workspace import Workspace
 

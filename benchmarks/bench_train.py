@@ -44,7 +44,8 @@ from prmodel.select.spaces import default_space
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.cpu import machine_info
 from prmodel.train.regressors import REGRESSORS
-from prmodel.train.training import TrainSettings, train_kind
+from prmodel.train.settings import TrainSettings
+from prmodel.train.training import train_kind
 from prmodel.workspace import Workspace
 
 RESULTS = Path(__file__).parent / "results"

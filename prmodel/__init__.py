@@ -54,7 +54,7 @@ _LAZY: dict[str, str] = {
     "AdaptiveSampler": "prmodel.select.samplers",
     "LatencyModel": "prmodel.train.model",
     "load_models": "prmodel.train.artifacts",
-    "TrainSettings": "prmodel.train.training",
+    "TrainSettings": "prmodel.train.settings",
     "train_models": "prmodel.train.training",
     "summarize": "prmodel.metrics",
     "Estimator": "prmodel.estimate.estimator",
@@ -62,7 +62,7 @@ _LAZY: dict[str, str] = {
     "measure_network": "prmodel.workflows.calibrate",
     "measure_networks": "prmodel.workflows.calibrate",
     "compare": "prmodel.estimate.compare",
-    "EvaluationSettings": "prmodel.workflows.evaluation",
+    "EvaluationSettings": "prmodel.workflows.evaluation_results",
     "evaluate": "prmodel.workflows.evaluation",
     "run_quickstart": "prmodel.workflows.quickstart",
 }

@@ -49,7 +49,11 @@ OLD_MODULES: dict[str, tuple[str, ...]] = {
         "prmodel.train.regressors",
     ),
     "prmodel.treeforest": ("prmodel.train.treeforest",),
-    "prmodel.training": ("prmodel.train.training",),
+    "prmodel.training": (
+        "prmodel.train.training",
+        "prmodel.train.tuning",
+        "prmodel.train.settings",
+    ),
     "prmodel.tracking": ("prmodel.train.tracking",),
     "prmodel.graph": (
         "prmodel.estimate.kernels",
@@ -66,12 +70,14 @@ OLD_MODULES: dict[str, tuple[str, ...]] = {
     "prmodel.calibration": ("prmodel.estimate.calibration",),
     "prmodel.evaluation": (
         "prmodel.workflows.evaluation",
+        "prmodel.workflows.evaluation_results",
         "prmodel.workflows.datasets",
         "prmodel.workflows.reports",
         "prmodel.workflows.selection",
     ),
     "prmodel.quickstart": (
         "prmodel.workflows.quickstart",
+        "prmodel.workflows.quickstart_results",
         "prmodel.workflows.datasets",
         "prmodel.select.staircase",
     ),

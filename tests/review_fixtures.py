@@ -28,8 +28,9 @@ from prmodel.measure.frames import layers_to_frame
 from prmodel.networks import Network, NetworkMeasurement, NetworkMeasureSettings
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.base import fingerprint_hash
+from prmodel.train.settings import TrainSettings
 from prmodel.train.tracking import log_training
-from prmodel.train.training import TrainingReport, TrainSettings, train_models
+from prmodel.train.training import TrainingReport, train_models
 from prmodel.workflows.calibrate import estimate_network
 from prmodel.workflows.review import TrackedCalibration, calibrate_and_log, log_estimate
 from prmodel.workspace import Workspace

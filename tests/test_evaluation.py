@@ -9,14 +9,14 @@ from prmodel.layers import LayerKind
 from prmodel.measure.store import MeasurementStore
 from prmodel.select.representatives import RepresentativeSet
 from prmodel.targets import get_target
-from prmodel.workflows.evaluation import (
+from prmodel.workflows._curves import subsets as _subsets
+from prmodel.workflows.evaluation import evaluate
+from prmodel.workflows.evaluation_results import (
     CURVE_COLUMNS,
     NETWORK_COLUMNS,
     EvaluationError,
     EvaluationResult,
     EvaluationSettings,
-    _subsets,
-    evaluate,
 )
 from prmodel.workspace import Workspace
 from prmodel.zoo import tiny_mobilenet, tiny_resnet

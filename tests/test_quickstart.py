@@ -17,12 +17,10 @@ from prmodel.targets.analytic import AnalyticTarget
 from prmodel.workflows.quickstart import (
     QUICKSTART_PLAN,
     TINY_NETWORKS,
-    QuickstartError,
-    QuickstartSettings,
     run_quickstart,
-    summary_path,
     sweep_staircase,
 )
+from prmodel.workflows.quickstart_results import QuickstartError, QuickstartSettings, summary_path
 from prmodel.workspace import Workspace
 
 SMALL = ["--budget", "24", "--test-size", "8", "--trials", "0"]

@@ -10,7 +10,7 @@ import pytest
 
 from prmodel.layers import LayerKind
 from prmodel.targets import get_target
-from prmodel.workflows.evaluation import EvaluationResult, EvaluationSettings
+from prmodel.workflows.evaluation_results import EvaluationResult, EvaluationSettings
 from prmodel.workflows.reports import (
     EvaluationReport,
     evaluate_and_report,

@@ -42,7 +42,7 @@ from prmodel.workflows.accuracy import (
     network_table,
 )
 from prmodel.workflows.calibrate import estimate_network
-from prmodel.workflows.evaluation import EvaluationSettings
+from prmodel.workflows.evaluation_results import EvaluationSettings
 from prmodel.workflows.reports import evaluate_and_report
 from prmodel.workflows.review import (
     ReviewLogError,

@@ -10,7 +10,7 @@ import pytest
 from fake_targets import REORDER_US, WALL_OVERHEAD_US, NoisyFakeTarget, SlowTarget
 
 from prmodel.layers import LayerConfig
-from prmodel.measure import runner
+from prmodel.measure import _protocol, runner
 from prmodel.measure.runner import (
     CANARY_LAYER,
     MeasureSettings,
@@ -153,6 +153,7 @@ def test_batch_is_sized_to_batch_ms(
     # each run() sleeps 1 ms on the fake clock: 2 warm-up calls take 0.5 ms a call
     clock = FakeClock()
     monkeypatch.setattr(runner, "time", clock)
+    monkeypatch.setattr(_protocol, "time", clock)
     monkeypatch.setattr(fake_targets, "time", clock)
     target = NoisyFakeTarget(delay_ms=1.0)
     settings = MeasureSettings(warmup_calls=2, batch_ms=batch_ms, min_calls=3, max_calls=12)

@@ -16,6 +16,7 @@ from prmodel.layers import LayerConfig
 from prmodel.targets import Benchmark, LayerBuildError, Target, TargetError, get_target
 from prmodel.targets.base import fingerprint_hash
 from prmodel.targets.cpu import ISA_FLAGS, detect_cpu
+from prmodel.targets.onnxruntime import benchmark as ort_benchmark
 from prmodel.targets.onnxruntime import target as ort_target
 from prmodel.targets.onnxruntime.target import LAYOUT_OPS, OnnxRuntimeTarget, split_trace
 
@@ -251,7 +252,7 @@ def test_finish_without_calls_is_empty() -> None:
 
 @pytest.mark.slow
 def test_device_providers_time_kernels_by_wall_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ort_target, "_HOST_TIMED_PROVIDERS", frozenset())
+    monkeypatch.setattr(ort_benchmark, "HOST_TIMED_PROVIDERS", frozenset())
     benchmark = OnnxRuntimeTarget().prepare(GELU)
     assert benchmark.trace_dir is None
     benchmark.run(3)

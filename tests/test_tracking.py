@@ -13,8 +13,9 @@ import pytest
 from prmodel.layers import LayerConfig
 from prmodel.measure.frames import layers_to_frame
 from prmodel.targets.analytic import AnalyticTarget
+from prmodel.train.settings import TrainSettings
 from prmodel.train.tracking import experiment_name, log_training, mlflow_session, tracking_uri_for
-from prmodel.train.training import TrainingReport, TrainSettings, train_models
+from prmodel.train.training import TrainingReport, train_models
 from prmodel.workspace import Workspace
 
 TARGET = AnalyticTarget()

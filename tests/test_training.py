@@ -16,16 +16,16 @@ from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.train.artifacts import load_models
 from prmodel.train.model import LatencyModel
 from prmodel.train.regressors import DEFAULT_PARAMS, REGRESSORS, ModelError
+from prmodel.train.settings import TrainSettings
 from prmodel.train.training import (
     OverlapWarning,
-    TrainSettings,
     drop_overlap,
     train_kind,
     train_models,
     training_digest,
-    tune,
     usable_rows,
 )
+from prmodel.train.tuning import tune
 from prmodel.workspace import Workspace
 
 FAST = TrainSettings(trials=3, folds=3)

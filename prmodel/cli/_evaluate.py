@@ -22,7 +22,7 @@ from prmodel.targets import get_target
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
-    from prmodel.workflows.evaluation import EvaluationResult
+    from prmodel.workflows.evaluation_results import EvaluationResult
 
 
 class EvaluateCommandError(PrmodelError, ValueError):
@@ -77,7 +77,7 @@ def evaluate(
     """
     # Function-level: the evaluation workflow imports optuna (through training) and MLflow's
     # helpers, which `prmodel estimate` must not load just because every command is registered.
-    from prmodel.workflows.evaluation import EvaluationSettings
+    from prmodel.workflows.evaluation_results import EvaluationSettings
     from prmodel.workflows.reports import evaluate_and_report
 
     settings = EvaluationSettings(

@@ -21,7 +21,7 @@ from prmodel.targets import get_target
 from prmodel.workspace import Workspace
 
 if TYPE_CHECKING:
-    from prmodel.workflows.quickstart import QuickstartResult, StaircaseResult
+    from prmodel.workflows.quickstart_results import QuickstartResult, StaircaseResult
 
 NetworksOption = Annotated[
     list[Path] | None,
@@ -71,7 +71,8 @@ def quickstart(
     """
     # Function-level: the quickstart imports optuna and matplotlib (training, tracking), which
     # `prmodel estimate` must not load just because every command is registered.
-    from prmodel.workflows.quickstart import QuickstartSettings, run_quickstart
+    from prmodel.workflows.quickstart import run_quickstart
+    from prmodel.workflows.quickstart_results import QuickstartSettings
 
     settings = QuickstartSettings(
         kinds=tuple(parse_kinds(kinds)),

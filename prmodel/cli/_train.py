@@ -96,7 +96,7 @@ def train(
     """
     # Function-level: the training workflow imports optuna (and MLflow's helpers), which
     # `prmodel estimate` must not load just because every command is registered.
-    from prmodel.train.training import TrainSettings
+    from prmodel.train.settings import TrainSettings
     from prmodel.workflows.training import train_target
 
     settings = TrainSettings(

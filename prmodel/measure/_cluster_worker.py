@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from prmodel.layers import LayerConfig
-from prmodel.measure.runner import MeasureSettings, _Bar, _reason, _Runner
+from prmodel.measure._progress import _Bar
+from prmodel.measure._protocol import MeasureSettings, _reason, _Runner
 from prmodel.measure.store import Measurement
 from prmodel.targets import get_target
 from prmodel.targets.base import Target, fingerprint_hash

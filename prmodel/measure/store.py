@@ -44,176 +44,39 @@ Columns of :meth:`MeasurementStore.frame` (and of exports), one row per measured
 
 from __future__ import annotations
 
-import errno
 import json
-import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import closing, nullcontext
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from contextlib import nullcontext
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
-from urllib.parse import quote
+from typing import Any
 
 import pandas as pd
 
-from prmodel.errors import PrmodelError
-from prmodel.layers import LayerConfig, LayerKind, parse_kind
-from prmodel.measure.frames import LAYER_COLUMNS, layers_from_frame
+from prmodel.layers import LayerKind, parse_kind
+from prmodel.measure._store_file import (
+    SCHEMA,
+    SCHEMA_VERSION,
+    StoreError,
+    connect_readonly,
+    corrupt_message,
+    create_atomically,
+    open_problem,
+    refuse_unusable,
+    shadow_missing_tables,
+)
+from prmodel.measure._store_rows import (
+    FRAME_COLUMNS,
+    Measurement,
+    WorkerStamp,
+    measurement_from_row,
+    measurement_row,
+    typed_frame,
+    utc_now,
+)
 from prmodel.targets.base import fingerprint_hash
-
-SCHEMA_VERSION = 1
-
-Status = Literal["ok", "error"]
-
-STAT_COLUMNS: tuple[str, ...] = (
-    "latency_us",
-    "median_us",
-    "min_us",
-    "p10_us",
-    "p90_us",
-    "mean_us",
-    "n",
-    "rounds",
-    "wall_median_us",
-    "reorder_median_us",
-)
-"""The measured numbers of a row, in column order."""
-
-FRAME_COLUMNS: tuple[str, ...] = (
-    *LAYER_COLUMNS,
-    "layer_key",
-    "target_id",
-    "fingerprint_hash",
-    "status",
-    "error",
-    *STAT_COLUMNS,
-    "extra",
-    "measured_at",
-)
-"""Every column of :meth:`MeasurementStore.frame`, in order."""
-
-_INT_LAYER_COLUMNS = tuple(c for c in LAYER_COLUMNS if c not in ("kind", "activation", "residual"))
-
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS targets (
-    target_id TEXT NOT NULL,
-    fingerprint_hash TEXT NOT NULL,
-    fingerprint TEXT,
-    first_seen TEXT NOT NULL,
-    PRIMARY KEY (target_id, fingerprint_hash)
-);
-CREATE TABLE IF NOT EXISTS measurements (
-    target_id TEXT NOT NULL,
-    fingerprint_hash TEXT NOT NULL,
-    layer_key TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    {", ".join(f"{c} INTEGER NOT NULL" for c in _INT_LAYER_COLUMNS)},
-    activation TEXT,
-    residual INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'error')),
-    error TEXT,
-    latency_us REAL, median_us REAL, min_us REAL, p10_us REAL, p90_us REAL, mean_us REAL,
-    n INTEGER NOT NULL, rounds INTEGER NOT NULL,
-    wall_median_us REAL, reorder_median_us REAL,
-    extra TEXT NOT NULL,
-    measured_at TEXT NOT NULL,
-    PRIMARY KEY (target_id, fingerprint_hash, layer_key)
-);
-CREATE INDEX IF NOT EXISTS measurements_kind ON measurements (target_id, kind);
-CREATE TABLE IF NOT EXISTS plan_members (
-    plan TEXT NOT NULL,
-    target_id TEXT NOT NULL,
-    fingerprint_hash TEXT NOT NULL,
-    layer_key TEXT NOT NULL,
-    added_at TEXT NOT NULL,
-    PRIMARY KEY (plan, target_id, fingerprint_hash, layer_key)
-);
-CREATE INDEX IF NOT EXISTS plan_members_layer
-    ON plan_members (target_id, fingerprint_hash, layer_key);
-CREATE TABLE IF NOT EXISTS measured_by (
-    target_id TEXT NOT NULL,
-    fingerprint_hash TEXT NOT NULL,
-    layer_key TEXT NOT NULL,
-    worker TEXT NOT NULL,
-    host TEXT NOT NULL,
-    PRIMARY KEY (target_id, fingerprint_hash, layer_key)
-);
-CREATE TABLE IF NOT EXISTS claims (
-    target_id TEXT NOT NULL,
-    fingerprint_hash TEXT NOT NULL,
-    layer_key TEXT NOT NULL,
-    owner TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    PRIMARY KEY (target_id, fingerprint_hash, layer_key)
-);
-CREATE INDEX IF NOT EXISTS claims_owner ON claims (owner);
-"""
-
-
-class StoreError(PrmodelError):
-    """A store that cannot be opened or written, or an export to an unknown format."""
-
-
-def utc_now() -> str:
-    """The current time as ISO 8601 UTC with seconds, as stored in ``measured_at``."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True, kw_only=True)
-class Measurement:
-    """The result of benchmarking one layer on one target (see the module docstring).
-
-    A failed layer has ``status="error"``, its reason in ``error`` and no numbers.
-    """
-
-    layer: LayerConfig
-    target_id: str
-    fingerprint_hash: str
-    status: Status = "ok"
-    error: str | None = None
-    latency_us: float | None = None
-    median_us: float | None = None
-    min_us: float | None = None
-    p10_us: float | None = None
-    p90_us: float | None = None
-    mean_us: float | None = None
-    n: int = 0
-    rounds: int = 0
-    wall_median_us: float | None = None
-    reorder_median_us: float | None = None
-    extra: Mapping[str, float] = field(default_factory=dict)
-    measured_at: str = field(default_factory=utc_now)
-
-    @classmethod
-    def failed(
-        cls, layer: LayerConfig, *, target_id: str, fingerprint_hash: str, error: str
-    ) -> Measurement:
-        """A measurement recording that ``layer`` could not be built or run."""
-        return cls(
-            layer=layer,
-            target_id=target_id,
-            fingerprint_hash=fingerprint_hash,
-            status="error",
-            error=error,
-        )
-
-    @property
-    def layer_key(self) -> str:
-        return self.layer.key
-
-
-@dataclass(frozen=True)
-class WorkerStamp:
-    """Which cluster worker measured a point: its name (node and process) and its host."""
-
-    worker: str
-    host: str
 
 
 class MeasurementStore:
@@ -242,24 +105,24 @@ class MeasurementStore:
         """
         self.path = Path(path)
         self.readonly = readonly
-        _refuse_unusable(self.path, readonly=readonly)
+        refuse_unusable(self.path, readonly=readonly)
         try:
             if readonly:
-                self._conn = _connect_readonly(self.path)
+                self._conn = connect_readonly(self.path)
             else:
-                _create_atomically(self.path)
+                create_atomically(self.path)
                 self._conn = sqlite3.connect(self.path, timeout=30.0)
                 self._conn.execute("PRAGMA journal_mode=WAL")
                 self._conn.execute("PRAGMA synchronous=NORMAL")
                 self._conn.execute("PRAGMA foreign_keys=ON")
             self._create_schema()
         except sqlite3.DatabaseError as exc:
-            raise StoreError(_open_problem(self.path, exc)) from None
+            raise StoreError(open_problem(self.path, exc)) from None
         if check:
             problems = self.integrity_problems(quick=True)
             if problems:
                 self._conn.close()
-                raise StoreError(_corrupt_message(self.path, problems))
+                raise StoreError(corrupt_message(self.path, problems))
 
     # -- lifecycle ---------------------------------------------------------------------------
     def close(self) -> None:
@@ -296,15 +159,15 @@ class MeasurementStore:
         """
         problems = self.integrity_problems()
         if problems:
-            raise StoreError(_corrupt_message(self.path, problems))
+            raise StoreError(corrupt_message(self.path, problems))
 
     def _create_schema(self) -> None:
         if self.readonly:
-            _shadow_missing_tables(self._conn)
+            shadow_missing_tables(self._conn)
             self._check_version()
             return
         with self._conn:
-            self._conn.executescript(_SCHEMA)
+            self._conn.executescript(SCHEMA)
             self._check_version()
 
     def _check_version(self) -> None:
@@ -337,7 +200,7 @@ class MeasurementStore:
         ``worker``: the cluster worker that measured it; None (a local sweep) drops the
         stamp an earlier measurement of the layer may have had.
         """
-        row = _measurement_row(measurement)
+        row = measurement_row(measurement)
         names = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         key = (measurement.target_id, measurement.fingerprint_hash, measurement.layer_key)
@@ -519,7 +382,7 @@ class MeasurementStore:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY m.target_id, m.kind, m.measured_at, m.layer_key"
         rows = self._conn.execute(sql, params).fetchall()
-        return _typed_frame(pd.DataFrame(rows, columns=list(FRAME_COLUMNS)))
+        return typed_frame(pd.DataFrame(rows, columns=list(FRAME_COLUMNS)))
 
     def _load_key_filter(self, layer_keys: Iterable[str], *, commit: bool = True) -> None:
         # A temp table instead of "IN (?, ?, ...)": key lists can exceed SQLite's variable cap.
@@ -670,106 +533,6 @@ class MeasurementStore:
         return moved
 
 
-# -- opening ----------------------------------------------------------------------------------
-def _refuse_unusable(path: Path, *, readonly: bool) -> None:
-    if path.is_dir():
-        raise StoreError(f"measurement store {path} is a folder, not an SQLite file")
-    if readonly and not path.is_file():
-        raise StoreError(f"no measurement store at {path}; run 'prmodel sweep' first")
-    if path.is_file() and path.stat().st_size == 0:
-        raise StoreError(
-            f"measurement store {path} is an empty file (0 bytes), not a store: it was "
-            "truncated or never written; restore it from a backup, or delete it to start "
-            "an empty store"
-        )
-
-
-def _create_atomically(path: Path) -> None:
-    """Make a new store whole under a temporary name, then link it into place.
-
-    Whoever opens ``path`` sees no file or a complete store, never the empty file that
-    ``sqlite3.connect`` leaves for an instant (which would be refused as truncated).
-    """
-    if path.exists():
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot make the folder {path.parent}: {exc.strerror}") from None
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.new")
-    try:
-        with closing(sqlite3.connect(temporary)) as conn:
-            conn.execute("PRAGMA journal_mode=WAL")
-            with conn:
-                conn.executescript(_SCHEMA)
-                conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
-        os.link(temporary, path)
-    except FileExistsError:
-        pass  # another process made it first: use theirs
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"cannot create measurement store {path}: {exc}") from None
-    except OSError as exc:
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise StoreError(
-                f"cannot create measurement store {path}: {str(exc.strerror).lower()}"
-            ) from None
-        # A file system without hard links: SQLite creates the file itself.
-    finally:
-        for leftover in (temporary, *(Path(f"{temporary}{x}") for x in ("-wal", "-shm"))):
-            leftover.unlink(missing_ok=True)
-
-
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    """A connection that never writes ``path`` or beside it."""
-    uri = f"file:{quote(str(path.resolve()))}"
-    conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30.0)
-    try:
-        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        return conn
-    except sqlite3.OperationalError:
-        conn.close()
-    # A WAL store on read-only media: SQLite cannot make the -shm file it reads through, and
-    # nobody can be writing there, so the file is read as it is.
-    return sqlite3.connect(f"{uri}?immutable=1", uri=True)
-
-
-def _shadow_missing_tables(conn: sqlite3.Connection) -> None:
-    """Empty TEMP tables for those a read-only store predates, so every query runs."""
-    present = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
-    for statement in _SCHEMA.split(";"):
-        words = statement.split()
-        if words[:5] == ["CREATE", "TABLE", "IF", "NOT", "EXISTS"] and words[5] not in present:
-            conn.execute(statement.replace("CREATE TABLE", "CREATE TEMP TABLE", 1))
-
-
-def _open_problem(path: Path, exc: sqlite3.DatabaseError) -> str:
-    text = str(exc)
-    unwritable = path.parent.is_dir() and not os.access(path.parent, os.W_OK)
-    if "readonly" in text or "read-only" in text or unwritable:
-        return (
-            f"measurement store {path} is read-only ({text}); reading commands (show, "
-            "export, estimate, models) work, but this one writes: copy the workspace to a "
-            "writable folder"
-        )
-    if "not a database" in text:
-        return (
-            f"cannot open measurement store {path}: it is not an SQLite file (another file "
-            "in its place, or its first page is damaged)"
-        )
-    if "malformed" in text:
-        return _corrupt_message(path, [text])
-    return f"cannot open measurement store {path}: {text}"
-
-
-def _corrupt_message(path: Path, problems: list[str]) -> str:
-    return (
-        f"measurement store {path} is damaged (SQLite: {problems[0]}); keep the file, and "
-        f"recover what is readable into a new store with `sqlite3 {path} .recover | sqlite3 "
-        f"recovered.sqlite`, then put recovered.sqlite in its place (or export what "
-        "`prmodel export` can still read)"
-    )
-
-
 def _filters(
     target_id: str | None,
     fingerprint_hash: str | None,
@@ -796,64 +559,6 @@ def _filters(
     if not include_errors:
         where.append("m.status = 'ok'")
     return where, params
-
-
-def _measurement_row(m: Measurement) -> dict[str, Any]:
-    layer = m.layer
-    row: dict[str, Any] = {name: getattr(layer, name) for name in LAYER_COLUMNS}
-    row["kind"] = layer.kind.value
-    row["residual"] = int(layer.residual)
-    row.update(
-        layer_key=layer.key,
-        target_id=m.target_id,
-        fingerprint_hash=m.fingerprint_hash,
-        status=m.status,
-        error=m.error,
-    )
-    row.update({name: getattr(m, name) for name in STAT_COLUMNS})
-    row["extra"] = json.dumps(dict(m.extra), sort_keys=True)
-    row["measured_at"] = m.measured_at
-    return row
-
-
-def _typed_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    for column in (*_INT_LAYER_COLUMNS, "n", "rounds"):
-        frame[column] = frame[column].astype("int64")
-    frame["residual"] = frame["residual"].astype(bool)
-    for column in STAT_COLUMNS:
-        if column not in ("n", "rounds"):
-            frame[column] = frame[column].astype("float64")
-    return frame
-
-
-def measurement_from_row(row: Mapping[str, Any]) -> Measurement:
-    """Rebuild a :class:`Measurement` from one row of :meth:`MeasurementStore.frame`."""
-    layer = layers_from_frame(pd.DataFrame([dict(row)]))[0]
-
-    def number(name: str) -> float | None:
-        value = row[name]
-        return None if value is None or pd.isna(value) else float(value)
-
-    error = row["error"]
-    return Measurement(
-        layer=layer,
-        target_id=str(row["target_id"]),
-        fingerprint_hash=str(row["fingerprint_hash"]),
-        status="error" if row["status"] == "error" else "ok",
-        error=None if error is None or pd.isna(error) else str(error),
-        latency_us=number("latency_us"),
-        median_us=number("median_us"),
-        min_us=number("min_us"),
-        p10_us=number("p10_us"),
-        p90_us=number("p90_us"),
-        mean_us=number("mean_us"),
-        n=int(row["n"]),
-        rounds=int(row["rounds"]),
-        wall_median_us=number("wall_median_us"),
-        reorder_median_us=number("reorder_median_us"),
-        extra={k: float(v) for k, v in json.loads(row["extra"]).items()},
-        measured_at=str(row["measured_at"]),
-    )
 
 
 __all__ = [

@@ -12,6 +12,7 @@ each value. ``limits`` bound the work of a layer (MACs, weight and activation by
 one layer stays affordable to benchmark; validity itself is
 :class:`~prmodel.layers.LayerConfig`'s job, and invalid draws are redrawn.
 
+The dimensions themselves and their schema live in :mod:`prmodel.select.dimensions`.
 Spaces can be written to and read from YAML::
 
     spaces:
@@ -29,17 +30,14 @@ Spaces can be written to and read from YAML::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 import yaml
 
-from prmodel.errors import PrmodelError
 from prmodel.layers import (
     FUSIBLE_KINDS,
     PARAMETERS,
@@ -49,125 +47,26 @@ from prmodel.layers import (
     LayerKind,
     parse_kind,
 )
+from prmodel.select.dimensions import (
+    DEPTHWISE,
+    GROUP_WIDTH,
+    SAME,
+    Choice,
+    Dimension,
+    Fixed,
+    IntRange,
+    Limits,
+    SpaceError,
+    Tied,
+    dimension_to_data,
+    group_width,
+    log_spaced,
+    parse_dimension,
+    parse_limits,
+)
 
-SAME = "same"
-DEPTHWISE = "depthwise"
-GROUP_WIDTH = "width"
-"""Prefix of the symbolic groups value ``width<N>``: groups of ``N`` channels each."""
 _EXTRA_FIELDS = ("activation", "residual")
 _MAX_DRAWS = 1000
-
-
-class SpaceError(PrmodelError, ValueError):
-    """A parameter space that is malformed, or from which no valid layer can be drawn."""
-
-
-@dataclass(frozen=True)
-class Fixed:
-    """A parameter that keeps one value (an integer, ``same`` padding, an activation...)."""
-
-    value: Any
-
-
-@dataclass(frozen=True)
-class IntRange:
-    """Integers from ``low`` to ``high`` inclusive, drawn log-uniformly or uniformly."""
-
-    low: int
-    high: int
-    log: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.low <= self.high or (self.log and self.low < 1):
-            raise SpaceError(f"range [{self.low}, {self.high}] is empty or not positive")
-
-    def sample(self, rng: np.random.Generator) -> int:
-        if self.log:
-            # Draw in log space over [low, high + 1) so the top value is as likely as its
-            # neighbours after flooring.
-            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high + 1)))
-            return min(int(value), self.high)
-        return int(rng.integers(self.low, self.high + 1))
-
-    def contains(self, value: int) -> bool:
-        return self.low <= value <= self.high
-
-    def coarse(self, count: int) -> tuple[int, ...]:
-        """About ``count`` values spread over the range (log-spaced where ``log``)."""
-        if self.log:
-            return log_spaced(self.low, self.high, count)
-        return tuple(sorted({round(v) for v in np.linspace(self.low, self.high, count)}))
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of a few values (integers, ``same``, ``depthwise``, activations, booleans).
-
-    ``weights`` (one positive number per value, None: all equal) say how often random draws
-    take each value; grids and sweeps still visit every value once.
-    """
-
-    values: tuple[Any, ...]
-    weights: tuple[float, ...] | None = None
-
-    def __post_init__(self) -> None:
-        if not self.values:
-            raise SpaceError("a choice needs at least one value")
-        if self.weights is not None and (
-            len(self.weights) != len(self.values) or not all(w > 0 for w in self.weights)
-        ):
-            raise SpaceError(
-                f"choice weights must be one positive number per value "
-                f"({len(self.values)}), got {list(self.weights)}"
-            )
-
-    def shares(self, values: tuple[Any, ...] | None = None) -> npt.NDArray[np.float64]:
-        """The probability of each of ``values`` (default: all of them) in a random draw.
-
-        Values outside the choice get the mean weight (a value list that a caller extended).
-        """
-        values = self.values if values is None else values
-        weights = dict(zip(self.values, self.weights or (1.0,) * len(self.values), strict=True))
-        mean = float(np.mean(list(weights.values())))
-        raw = np.array([weights.get(v, mean) for v in values], dtype=np.float64)
-        return raw / raw.sum()
-
-    def sample(self, rng: np.random.Generator) -> Any:
-        """One value, drawn by the weights (uniformly where there are none)."""
-        if self.weights is None:
-            return self.values[int(rng.integers(len(self.values)))]
-        return self.values[int(rng.choice(len(self.values), p=self.shares()))]
-
-
-@dataclass(frozen=True)
-class Tied:
-    """A parameter that always equals another one (``width`` follows ``height``)."""
-
-    source: str
-
-
-Dimension = Fixed | IntRange | Choice | Tied
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Upper bounds on a layer's work, so that every drawn layer stays affordable to measure."""
-
-    max_macs: int | None = None
-    max_weight_bytes: int | None = None
-    max_activation_bytes: int | None = None
-
-    def allows(self, layer: LayerConfig) -> bool:
-        checks = (
-            (self.max_macs, layer.macs),
-            (self.max_weight_bytes, layer.weight_bytes),
-            (self.max_activation_bytes, layer.activation_bytes),
-        )
-        return all(limit is None or value <= limit for limit, value in checks)
-
-    def to_dict(self) -> dict[str, int]:
-        names = ("max_macs", "max_weight_bytes", "max_activation_bytes")
-        return {n: int(v) for n in names if (v := getattr(self, n)) is not None}
 
 
 @dataclass(frozen=True)
@@ -307,7 +206,7 @@ class ParameterSpace:
         """The space as plain data in the file schema."""
         data: dict[str, Any] = {
             "kind": self.kind.value,
-            "parameters": {n: _dimension_to_data(d) for n, d in self.dimensions.items()},
+            "parameters": {n: dimension_to_data(d) for n, d in self.dimensions.items()},
         }
         if self.base:
             data["base"] = dict(self.base)
@@ -365,14 +264,6 @@ def _resolve_symbols(values: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def group_width(value: Any) -> int | None:
-    """``N`` of a ``width<N>`` groups value (N >= 2), None for anything else."""
-    if not isinstance(value, str) or not value.startswith(GROUP_WIDTH):
-        return None
-    digits = value[len(GROUP_WIDTH) :]
-    return int(digits) if digits.isdigit() and int(digits) >= 2 else None
-
-
 def _matches(layer: LayerConfig, name: str, option: Any) -> bool:
     value = getattr(layer, name)
     if option == SAME and name in ("pad_h", "pad_w"):
@@ -386,28 +277,7 @@ def _matches(layer: LayerConfig, name: str, option: Any) -> bool:
     return bool(value == option)
 
 
-def log_spaced(low: int, high: int, count: int) -> tuple[int, ...]:
-    """About ``count`` unique integers from ``low`` to ``high``, evenly spaced in log scale."""
-    if high <= low:
-        return (low,)
-    start = max(low, 1)
-    values = {round(v) for v in np.geomspace(start, high, max(count, 2))}
-    return tuple(sorted(values | {low, high}))
-
-
 # -- file format ------------------------------------------------------------------------------
-
-
-def _dimension_to_data(dim: Dimension) -> Any:
-    if isinstance(dim, Fixed):
-        return dim.value
-    if isinstance(dim, IntRange):
-        return {"range": [dim.low, dim.high], "scale": "log" if dim.log else "uniform"}
-    if isinstance(dim, Choice):
-        if dim.weights is None:
-            return {"choices": list(dim.values)}
-        return {"choices": list(dim.values), "weights": list(dim.weights)}
-    return {"same_as": dim.source}
 
 
 def _parse_space(data: Any, source: str) -> ParameterSpace:
@@ -427,13 +297,13 @@ def _parse_space(data: Any, source: str) -> ParameterSpace:
     dimensions: dict[str, Dimension] = {}
     for name, spec in params.items():
         for target in _expand(kind, str(name)):
-            dimensions[target] = _parse_dimension(f"{where}: parameter {name!r}", spec)
+            dimensions[target] = parse_dimension(f"{where}: parameter {name!r}", spec)
         if len(_expand(kind, str(name))) == 2:  # a shorthand: the w axis follows the h axis
             h, w = SHORTHANDS[str(name)]
             if not isinstance(dimensions[h], Fixed):
                 dimensions[w] = Tied(h)
     base = _parse_base(where, kind, data.get("base") or {})
-    limits = _parse_limits(where, data.get("limits") or {})
+    limits = parse_limits(where, data.get("limits") or {})
     try:
         return ParameterSpace(kind, dimensions, base, limits)
     except SpaceError as exc:
@@ -454,60 +324,6 @@ def _parse_base(where: str, kind: LayerKind, data: Any) -> dict[str, Any]:
         expanded = _expand(kind, str(name))
         base[expanded[0]] = value  # the w axis of a shorthand is tied to the h axis
     return base
-
-
-def _parse_dimension(where: str, spec: Any) -> Dimension:
-    if isinstance(spec, int | str | bool) or spec is None:
-        return Fixed(spec)
-    if not isinstance(spec, dict) or len(spec) - ("scale" in spec) - ("weights" in spec) != 1:
-        raise SpaceError(
-            f"{where} must be a value, {{range: [lo, hi]}}, {{choices}} or {{same_as}}"
-        )
-    if "weights" in spec and "choices" not in spec:
-        raise SpaceError(f"{where}: weights belong to a list of choices")
-    if "range" in spec:
-        bounds = spec["range"]
-        if not (isinstance(bounds, list) and len(bounds) == 2 and all(_is_int(b) for b in bounds)):
-            raise SpaceError(f"{where}: range must be [low, high] integers, got {bounds!r}")
-        scale = spec.get("scale", "log")
-        if scale not in ("log", "uniform"):
-            raise SpaceError(f"{where}: scale must be log or uniform, got {scale!r}")
-        try:
-            return IntRange(bounds[0], bounds[1], log=scale == "log")
-        except SpaceError as exc:
-            raise SpaceError(f"{where}: {exc}") from None
-    if "choices" in spec:
-        values = spec["choices"]
-        if not isinstance(values, list) or not values:
-            raise SpaceError(f"{where}: choices must be a non-empty list, got {values!r}")
-        weights = spec.get("weights")
-        if weights is None:
-            return Choice(tuple(values))
-        if not isinstance(weights, list) or not all(
-            isinstance(w, int | float) and not isinstance(w, bool) for w in weights
-        ):
-            raise SpaceError(f"{where}: weights must be a list of numbers, got {weights!r}")
-        try:
-            return Choice(tuple(values), tuple(float(w) for w in weights))
-        except SpaceError as exc:
-            raise SpaceError(f"{where}: {exc}") from None
-    if "same_as" in spec:
-        return Tied(str(spec["same_as"]))
-    raise SpaceError(f"{where}: unknown form {sorted(spec)[0]!r}")
-
-
-def _parse_limits(where: str, data: Any) -> Limits:
-    names = ("max_macs", "max_weight_bytes", "max_activation_bytes")
-    if not isinstance(data, dict) or set(data) - set(names):
-        raise SpaceError(f"{where}: field 'limits' may only hold {', '.join(names)}")
-    for name, value in data.items():
-        if not _is_int(value) or value < 1:
-            raise SpaceError(f"{where}: limit {name} must be a positive integer, got {value!r}")
-    return Limits(**data)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def load_spaces(path: str | Path) -> dict[LayerKind, ParameterSpace]:

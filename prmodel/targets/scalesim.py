@@ -44,13 +44,8 @@ Modes:
 
 latency_us = total cycles / clock_mhz.
 
-SCALE-Sim 3.0.0 and numpy >= 2.4: the memory system calls ``int(max(x))`` where ``x`` is a
-list of one-element arrays, which numpy 2.4 refuses, and ``get_total_cycles()`` indexes a
-method. prmodel does not patch SCALE-Sim or pin numpy; it drives ``single_layer_sim`` itself
-(in memory, printing nothing, writing no files) and gives the scratchpad a DRAM read port and
-an ofmap write buffer whose returned cycle arrays are flat (1-D, as SCALE-Sim's own Ramulator
-read path already returns them), so every ``max`` sees scalars. Cycles are read from the
-compute and memory systems directly, never from ``get_total_cycles()``.
+SCALE-Sim 3.0.0 does not run unpatched with numpy >= 2.4; full mode drives it in memory
+through :mod:`prmodel.targets._scalesim_adapter`, which says how.
 """
 
 from __future__ import annotations
@@ -65,10 +60,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from prmodel.layers import LayerConfig, LayerKind
+from prmodel.targets._scalesim_adapter import run_single_layer
 from prmodel.targets.base import Benchmark, LayerBuildError, TargetError, TargetInfo, Timings
 from prmodel.targets.profiles import ArchValue, HardwareProfile, StepHint
 
@@ -550,7 +545,7 @@ def _full_result(
 ) -> SimulationResult:
     # SCALE-Sim prints progress and diagnostics on stdout; a library must not.
     with contextlib.redirect_stdout(io.StringIO()):
-        sim = _run_single_layer(target, view)
+        sim = run_single_layer(target, view.topology_row(), view.batch)
     memory = sim.memory_system
     compute = int(sim.compute_system.get_ifmap_demand_mat().shape[0]) - 1
     stall = int(memory.get_stall_cycles())
@@ -578,114 +573,6 @@ def _full_result(
             "ofmap_dram_writes": float(groups * int(details[17])),
         },
     )
-
-
-def _run_single_layer(target: ScaleSimTarget, view: GemmView) -> Any:
-    # scalesim is optional (pip install 'prmodel[scalesim]'): only full mode needs it.
-    from scalesim.layout_utils import layouts
-    from scalesim.single_layer_sim import single_layer_sim
-    from scalesim.topology_utils import topologies
-
-    parts = _scalesim_parts()
-    topology = topologies()
-    topology.load_layer_params_from_list("layer", view.topology_row())
-    sim = single_layer_sim()
-    sim.op_mat_obj = parts.BatchedOperands(view.batch)
-    sim.memory_system = parts.scratchpad()
-    sim.set_params(
-        layer_id=0,
-        config_obj=_scale_config(target),
-        topology_obj=topology,
-        layout_obj=layouts(),
-        verbose=False,
-    )
-    sim.run()
-    sim.calc_report_data()
-    return sim
-
-
-def _scale_config(target: ScaleSimTarget) -> Any:
-    # scalesim is optional: only full mode needs it.
-    from scalesim.scale_config import scale_config
-
-    config = scale_config()
-    config.force_valid()
-    config.set_arr_dims(rows=target.rows, cols=target.cols)
-    config.set_dataflow(target.dataflow)
-    config.set_buffer_sizes_kb(target.ifmap_kb, target.filter_kb, target.ofmap_kb)
-    # USER bandwidth mode: the ofmap port takes `bandwidths`; the ifmap and filter ports take
-    # their SRAM bank bandwidth, so all three get the one configured bandwidth. With custom
-    # layouts off, banks only have to divide that bandwidth: one bank always does.
-    config.use_user_bandwidth = True
-    config.bandwidths = [target.bandwidth]
-    config.ifmap_sram_bank_bandwidth = target.bandwidth
-    config.filter_sram_bank_bandwidth = target.bandwidth
-    config.ifmap_sram_bank_num = 1
-    config.filter_sram_bank_num = 1
-    return config
-
-
-@dataclass(frozen=True)
-class _ScaleSimParts:
-    BatchedOperands: type
-    scratchpad: Any
-
-
-@functools.cache
-def _scalesim_parts() -> _ScaleSimParts:
-    """SCALE-Sim subclasses, defined on first use: scalesim is optional (full mode only)."""
-    from scalesim.compute.operand_matrix import operand_matrix
-    from scalesim.memory.double_buffered_scratchpad_mem import double_buffered_scratchpad
-    from scalesim.memory.read_port import read_port
-    from scalesim.memory.write_buffer import write_buffer
-
-    class FlatReadPort(read_port):
-        """DRAM read port returning a flat cycle vector (numpy >= 2.4 fix, see module doc)."""
-
-        def service_reads(self, incoming_requests_arr_np: Any, incoming_cycles_arr: Any) -> Any:
-            return np.ravel(super().service_reads(incoming_requests_arr_np, incoming_cycles_arr))
-
-    class FlatWriteBuffer(write_buffer):
-        """Ofmap write buffer returning a flat cycle vector (numpy >= 2.4 fix)."""
-
-        def service_writes(self, incoming_requests_arr_np: Any, incoming_cycles_arr_np: Any) -> Any:
-            cycles = super().service_writes(incoming_requests_arr_np, incoming_cycles_arr_np)
-            return np.ravel(cycles)
-
-    class BatchedOperands(operand_matrix):
-        """Operand matrices of ``batch`` images: each image's im2col rows with its own addresses."""
-
-        def __init__(self, batch: int) -> None:
-            super().__init__()
-            self.images = batch
-
-        def _stack(self, one_image: Any, words_per_image: int) -> Any:
-            if self.images == 1:
-                return one_image
-            valid = one_image >= 0  # -1 marks "no request" and must stay -1
-            return np.concatenate(
-                [np.where(valid, one_image + n * words_per_image, -1) for n in range(self.images)]
-            )
-
-        def get_ifmap_matrix(self) -> tuple[int, Any]:
-            code, one = super().get_ifmap_matrix()
-            words = self.ifmap_rows * self.ifmap_cols * self.num_input_channels
-            return code, self._stack(one, words)
-
-        def get_ofmap_matrix(self) -> tuple[int, Any]:
-            code, one = super().get_ofmap_matrix()
-            return code, self._stack(one, self.ofmap_px_per_filt * self.num_filters)
-
-    def scratchpad() -> Any:
-        memory = double_buffered_scratchpad()
-        # The read buffers are rebuilt in set_params, but they take these ports as their
-        # backing store; the ofmap buffer is kept. So these swaps survive set_params.
-        memory.ifmap_port = FlatReadPort()
-        memory.filter_port = FlatReadPort()
-        memory.ofmap_buf = FlatWriteBuffer()
-        return memory
-
-    return _ScaleSimParts(BatchedOperands=BatchedOperands, scratchpad=scratchpad)
 
 
 __all__ = [

@@ -35,7 +35,8 @@ from prmodel.metrics import relative_errors
 from prmodel.train.artifacts import CARD_NAME, library_versions
 from prmodel.train.model import ModelCard
 from prmodel.train.model_registry import register_trained_model
-from prmodel.train.training import KindResult, TrainingReport, TrainSettings
+from prmodel.train.settings import TrainSettings
+from prmodel.train.training import KindResult, TrainingReport
 from prmodel.workspace import Workspace
 
 QUIET_ENV = {

@@ -1,21 +1,21 @@
-"""Training latency models: Optuna-tuned cross-validation, held-out testing, saved artifacts.
+"""Training latency models: one tuned, tested and saved model per layer kind.
 
 :func:`train_models` takes measured rows (a store frame, see :mod:`prmodel.measure.store`), fits one
 :class:`~prmodel.train.model.LatencyModel` per layer kind, tunes its hyper-parameters with
-Optuna (k-fold cross-validation minimising MAPE, seeded TPE, the defaults as the first
-trial), tests it on held-out rows that were never used for training and saves it under
-``trained_models/<target_id>/<kind>/``. It returns a :class:`TrainingReport`; logging that
-report to MLflow is the caller's choice (:func:`prmodel.train.tracking.log_training`).
+Optuna (:func:`prmodel.train.tuning.tune`: k-fold cross-validation minimising MAPE, seeded
+TPE, the defaults as the first trial), tests it on held-out rows that were never used for
+training and saves it under ``trained_models/<target_id>/<kind>/``. It returns a
+:class:`TrainingReport`; logging that report to MLflow is the caller's choice
+(:func:`prmodel.train.tracking.log_training`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,11 +23,9 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import optuna
 import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
-from sklearn.model_selection import KFold
 
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
 from prmodel.measure.frames import layers_from_frame
@@ -35,56 +33,20 @@ from prmodel.metrics import summarize
 from prmodel.select.representatives import RepresentativeSet
 from prmodel.train.artifacts import file_sha256, save_model
 from prmodel.train.model import ExtrapolationWarning, LatencyModel
-from prmodel.train.regressors import DEFAULT_PARAMS, REGRESSORS, ModelError, unknown_regressor
+from prmodel.train.regressors import DEFAULT_PARAMS, ModelError
+from prmodel.train.settings import TrainSettings
+from prmodel.train.tuning import (
+    ProgressCallback,
+    TuningResult,
+    cross_validate,
+    suggest_params,
+    tune,
+)
 from prmodel.workspace import Workspace
 
 
 class OverlapWarning(UserWarning):
     """Test rows that are also training rows; they are dropped from the test set."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class TrainSettings:
-    """How :func:`train_models` fits each kind.
-
-    ``trials`` Optuna trials of ``folds``-fold cross-validation (0: the regressor's
-    defaults, no tuning), stopping early after ``timeout_s`` seconds per kind if given
-    (a time budget makes the number of trials, and so the result, depend on the machine).
-    """
-
-    regressor: str = "xgboost"
-    trials: int = 25
-    folds: int = 4
-    timeout_s: float | None = None
-    seed: int = 0
-    n_jobs: int = 1
-    plateau_mapping: bool | None = None
-    """Predict at each layer's plateau representative (None: when a PR set is given)."""
-    target_transform: str | None = None
-    """``log`` or ``log-relative`` (to the profile's work estimate); None: the model's default."""
-    study_storage: str | None = None
-    """An Optuna RDB storage URL (``sqlite:///studies.db``, ``postgresql://...``) that
-    processes tuning the same kind on the same rows with the same settings share: they split
-    ``trials`` between them (in all, not each) and each takes the best of every trial. None:
-    a private in-memory study, reproducible from ``seed``."""
-
-    def __post_init__(self) -> None:
-        if self.regressor not in REGRESSORS:
-            raise unknown_regressor(self.regressor)
-        if self.folds < 2:
-            raise ModelError(f"cross-validation needs at least 2 folds, got {self.folds}")
-        if self.trials < 0:
-            raise ModelError(f"the number of Optuna trials must be >= 0, got {self.trials}")
-
-
-@dataclass(frozen=True)
-class TuningResult:
-    """The outcome of an Optuna search: best parameters, their CV MAPE and every trial."""
-
-    best_params: dict[str, Any]
-    cv_mape: float
-    trials: pd.DataFrame
-    """One row per trial: number, state, value (CV MAPE %), seconds, ``params_<name>``."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,10 +134,6 @@ class TrainingReport:
         }
 
 
-ProgressCallback = Callable[[int, int, float | None], None]
-"""Called after each trial with (trials done, trials planned, best CV MAPE so far)."""
-
-
 # -- data -------------------------------------------------------------------------------------
 def training_digest(frame: pd.DataFrame) -> str:
     """sha256 of the rows a model is fitted on: their target, fingerprint, key and latency.
@@ -223,231 +181,6 @@ def drop_overlap(test: pd.DataFrame, train: pd.DataFrame) -> tuple[pd.DataFrame,
             stacklevel=2,
         )
     return test[~overlap].reset_index(drop=True), dropped
-
-
-# -- cross-validation and tuning ---------------------------------------------------------------
-def cross_validate(
-    layers: Sequence[LayerConfig],
-    latency_us: npt.NDArray[np.float64],
-    *,
-    kind: LayerKind,
-    regressor: str,
-    params: Mapping[str, Any],
-    representatives: RepresentativeSet | None = None,
-    folds: int = 4,
-    seed: int = 0,
-    n_jobs: int = 1,
-    report: Callable[[int, float], None] | None = None,
-    plateau_mapping: bool | None = None,
-    target_transform: str | None = None,
-) -> float:
-    """Mean MAPE (percent) of ``folds``-fold cross-validation with shuffled, seeded folds.
-
-    ``report(fold, running_mape)`` is called after each fold (Optuna uses it to prune).
-    """
-    splitter = KFold(n_splits=min(folds, len(layers)), shuffle=True, random_state=seed)
-    scores: list[float] = []
-    for fold, (train_idx, test_idx) in enumerate(splitter.split(np.arange(len(layers)))):
-        model = LatencyModel(
-            kind,
-            regressor=regressor,
-            params=params,
-            representatives=representatives,
-            seed=seed,
-            n_jobs=n_jobs,
-            plateau_mapping=plateau_mapping,
-            target_transform=target_transform,
-        )
-        model.fit([layers[i] for i in train_idx], latency_us[train_idx])
-        with warnings.catch_warnings():
-            # A fold's held-out rows may sit outside its training ranges; that is the point.
-            warnings.simplefilter("ignore")
-            predicted = model.predict([layers[i] for i in test_idx])
-        scores.append(summarize(latency_us[test_idx], predicted)["mape"])
-        if report is not None:
-            report(fold, float(np.mean(scores)))
-    return float(np.mean(scores))
-
-
-def suggest_params(trial: Any, regressor: str) -> dict[str, Any]:
-    """The hyper-parameters Optuna ``trial`` proposes for ``regressor``."""
-    if regressor == "xgboost":
-        return {
-            "n_estimators": trial.suggest_int("n_estimators", 100, 1000, log=True),
-            "max_depth": trial.suggest_int("max_depth", 3, 10),
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-            "subsample": trial.suggest_float("subsample", 0.5, 1.0),
-            "colsample_bytree": trial.suggest_float("colsample_bytree", 0.5, 1.0),
-            "min_child_weight": trial.suggest_float("min_child_weight", 0.5, 10.0, log=True),
-            "reg_lambda": trial.suggest_float("reg_lambda", 1e-3, 10.0, log=True),
-        }
-    if regressor in ("random_forest", "extra_trees"):
-        return {
-            "n_estimators": trial.suggest_int("n_estimators", 100, 500, log=True),
-            "max_features": trial.suggest_float("max_features", 0.3, 1.0),
-            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 1, 5),
-        }
-    if regressor == "hist_gradient_boosting":
-        return {
-            "max_iter": trial.suggest_int("max_iter", 100, 1000, log=True),
-            "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
-            "max_leaf_nodes": trial.suggest_int("max_leaf_nodes", 8, 128, log=True),
-            "min_samples_leaf": trial.suggest_int("min_samples_leaf", 2, 40, log=True),
-            "l2_regularization": trial.suggest_float("l2_regularization", 1e-4, 10.0, log=True),
-        }
-    if regressor == "knn":
-        return {
-            "n_neighbors": trial.suggest_int("n_neighbors", 1, 30),
-            "weights": trial.suggest_categorical("weights", ["uniform", "distance"]),
-            "p": trial.suggest_int("p", 1, 2),
-        }
-    if regressor == "ridge":
-        # Tiny alphas fit PR samples perfectly and extrapolate wildly between them.
-        return {"alpha": trial.suggest_float("alpha", 1e-2, 1e3, log=True)}
-    raise unknown_regressor(regressor)
-
-
-def tune(
-    layers: Sequence[LayerConfig],
-    latency_us: npt.NDArray[np.float64],
-    *,
-    kind: LayerKind,
-    settings: TrainSettings,
-    representatives: RepresentativeSet | None = None,
-    on_trial: ProgressCallback | None = None,
-) -> TuningResult:
-    """Search the regressor's hyper-parameters with Optuna, minimising CV MAPE.
-
-    The first trial is the regressor's defaults, so tuning never ends worse than them;
-    TPE is seeded and unpromising trials are pruned after a fold by the median rule.
-    """
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = _open_study(settings, study_name(layers, latency_us, kind, settings, representatives))
-    if not study.trials:  # a shared study gets the defaults' trial once
-        study.enqueue_trial(dict(DEFAULT_PARAMS[settings.regressor]))
-
-    def objective(trial: Any) -> float:
-        params = suggest_params(trial, settings.regressor)
-
-        def report(fold: int, running: float) -> None:
-            trial.report(running, fold)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
-
-        return cross_validate(
-            layers,
-            latency_us,
-            kind=kind,
-            regressor=settings.regressor,
-            params=params,
-            representatives=representatives,
-            folds=settings.folds,
-            seed=settings.seed,
-            plateau_mapping=settings.plateau_mapping,
-            target_transform=settings.target_transform,
-            n_jobs=settings.n_jobs,
-            report=report,
-        )
-
-    def callback(study: Any, trial: Any) -> None:
-        if on_trial is not None:
-            on_trial(len(study.trials), settings.trials, _best_value(study))
-
-    interrupted = False
-
-    def quiet_on_interrupt(trial: Any) -> float:
-        # Optuna logs a trial ended by Ctrl-C with its full traceback before re-raising it;
-        # end the trial as pruned, stop the study and re-raise here instead, without a trace.
-        nonlocal interrupted
-        try:
-            return objective(trial)
-        except KeyboardInterrupt:
-            interrupted = True
-            study.stop()
-            raise optuna.TrialPruned() from None
-
-    shared = [] if settings.study_storage is None else [_trials_in_all(settings.trials)]
-    study.optimize(
-        quiet_on_interrupt,
-        n_trials=settings.trials,
-        timeout=settings.timeout_s,
-        callbacks=[callback, *shared],
-    )
-    if interrupted:
-        raise KeyboardInterrupt
-    best = study.best_trial
-    params = {**DEFAULT_PARAMS[settings.regressor], **best.params}
-    return TuningResult(
-        best_params=params, cv_mape=float(study.best_value), trials=_trial_table(study)
-    )
-
-
-def _best_value(study: Any) -> float | None:
-    try:
-        return float(study.best_value)
-    except ValueError:  # no trial has completed (all pruned or failed so far)
-        return None
-
-
-def study_name(
-    layers: Sequence[LayerConfig],
-    latency_us: npt.NDArray[np.float64],
-    kind: LayerKind,
-    settings: TrainSettings,
-    representatives: RepresentativeSet | None,
-) -> str:
-    """The name of the study of one tuning problem: processes that would tune the same
-    thing (rows, kind, regressor, folds, seed, mapping, transform) share it in a storage."""
-    digest = hashlib.sha256()
-    for layer, latency in zip(layers, np.asarray(latency_us, dtype=float), strict=True):
-        digest.update(f"{layer.key}={latency!r};".encode())
-    problem = (
-        settings.folds,
-        settings.seed,
-        settings.plateau_mapping,
-        settings.target_transform,
-        None if representatives is None else repr(representatives.for_kind(kind)),
-    )
-    digest.update(repr(problem).encode())
-    return f"prmodel-{kind.value}-{settings.regressor}-{digest.hexdigest()[:12]}"
-
-
-def _open_study(settings: TrainSettings, name: str) -> Any:
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
-    if settings.study_storage is None:
-        sampler = optuna.samplers.TPESampler(seed=settings.seed)
-        return optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
-    # Processes sharing a study must not draw the same random start-up trials: each seeds
-    # its sampler with its process id (a shared study is not reproducible anyway: which
-    # process runs which trial depends on timing).
-    sampler = optuna.samplers.TPESampler(seed=settings.seed + os.getpid())
-    try:
-        return optuna.create_study(
-            storage=settings.study_storage,
-            study_name=name,
-            load_if_exists=True,
-            direction="minimize",
-            sampler=sampler,
-            pruner=pruner,
-        )
-    except Exception as exc:  # a bad URL, a missing driver, a server that does not answer
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ModelError(
-            f"cannot open the Optuna study storage {settings.study_storage!r}: {text}"
-        ) from None
-
-
-def _trials_in_all(trials: int) -> Any:
-    """Stop once the shared study holds ``trials`` finished trials from all processes."""
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    return optuna.study.MaxTrialsCallback(trials, states=states)
-
-
-def _trial_table(study: Any) -> pd.DataFrame:
-    table = study.trials_dataframe(attrs=("number", "value", "duration", "params", "state"))
-    if "duration" in table.columns:
-        table["seconds"] = table.pop("duration").dt.total_seconds()
-    return table
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -708,6 +441,8 @@ def _progress(
         yield on_trial
 
 
+# TrainSettings (prmodel.train.settings) and the Optuna tuning (prmodel.train.tuning) stay
+# importable from here, where users have always found them.
 __all__ = [
     "KindResult",
     "OverlapWarning",

@@ -22,7 +22,8 @@ import pandas as pd
 from prmodel.layers import LayerKind
 from prmodel.targets.base import Target
 from prmodel.train.tracking import mlflow_session, target_experiment_id, tracking_uri_for
-from prmodel.workflows.evaluation import EvaluationResult, EvaluationSettings, evaluate
+from prmodel.workflows.evaluation import evaluate
+from prmodel.workflows.evaluation_results import EvaluationResult, EvaluationSettings
 from prmodel.workflows.review import evaluation_run_name, log_evaluation_review
 from prmodel.workspace import Workspace
 

@@ -61,7 +61,7 @@ from prmodel.workflows.accuracy import (
     wrap_title,
 )
 from prmodel.workflows.calibrate import calibrate_workspace
-from prmodel.workflows.evaluation import EvaluationResult
+from prmodel.workflows.evaluation_results import EvaluationResult
 from prmodel.workspace import Workspace
 
 

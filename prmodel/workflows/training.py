@@ -22,8 +22,9 @@ from prmodel.select.pr_file import (
     representatives_for,
 )
 from prmodel.targets.base import Target, fingerprint_hash
+from prmodel.train.settings import TrainSettings
 from prmodel.train.tracking import log_training
-from prmodel.train.training import OverlapWarning, TrainingReport, TrainSettings, train_models
+from prmodel.train.training import OverlapWarning, TrainingReport, train_models
 from prmodel.workflows.datasets import (
     PR_SET,
     TEST_SET,
