@@ -1,10 +1,13 @@
 """The driver of a cluster sweep: the workers, the queue of points and the store's one writer.
 
-Everything that talks to Ray is here (Ray is imported at the top: this module is imported
-only by :func:`prmodel.measure.cluster.open_cluster`). :class:`SweepCluster` connects to or
-starts Ray, starts the workers of one target and checks their fingerprints; its
+Everything that talks to Ray is here or in the private modules it imports (Ray is imported
+at the top: this module is imported only by :func:`prmodel.measure.cluster.open_cluster`).
+:class:`SweepCluster` connects to or starts Ray, starts the workers of one target and checks
+their fingerprints; its
 :meth:`SweepCluster.sweep` hands out points in batches, commits what comes back and puts the
-points of a dead worker back in the queue. See :mod:`prmodel.measure.cluster` for the rules.
+points of a dead worker back in the queue. See :mod:`prmodel.measure.cluster` for the rules;
+the reference identity is in :mod:`~prmodel.measure._cluster_reference`, the progress display
+in :mod:`~prmodel.measure._cluster_progress`.
 """
 
 from __future__ import annotations
@@ -15,16 +18,12 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
 import ray
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from prmodel.layers import LayerConfig
 from prmodel.measure._cluster_config import (
@@ -34,22 +33,22 @@ from prmodel.measure._cluster_config import (
     ClusterSweepReport,
     WorkerReport,
 )
-from prmodel.measure._cluster_worker import (
-    BatchResult,
-    SweepWorker,
-    TargetIdentity,
-    WorkerInfo,
-    probe,
+from prmodel.measure._cluster_progress import _progress, _ProgressView
+from prmodel.measure._cluster_reference import (
+    RESOURCE_PREFIX,
+    _difference,
+    _first_line,
+    _identity_of_cluster,
+    _last_line,
+    resource_name,
 )
+from prmodel.measure._cluster_worker import BatchResult, SweepWorker, TargetIdentity, WorkerInfo
 from prmodel.measure.claims import Claims
 from prmodel.measure.machines import refuse_old_ids
 from prmodel.measure.runner import MeasureSettings, SweepReport
 from prmodel.measure.store import Measurement, MeasurementStore, WorkerStamp
 from prmodel.targets import get_target
 from prmodel.targets.base import Target
-
-RESOURCE_PREFIX = "prmodel:"
-"""A device host declares ``prmodel:<target_id>``: one unit per device it lends."""
 
 _WAIT_S = 0.25
 _GRACE_S = 10.0
@@ -58,11 +57,6 @@ _CONNECT_S = 10.0
 _LOCAL_OBJECT_STORE = 200 * 1024**2
 """Bytes of shared memory for a local Ray: results are small (Ray's default is 30 % of RAM)."""
 _TOKEN_LOGGER = "ray._private.authentication.authentication_token_setup"
-
-
-def resource_name(target_id: str) -> str:
-    """The Ray resource that a host declares per device of ``target_id``."""
-    return f"{RESOURCE_PREFIX}{target_id}"
 
 
 @dataclass(eq=False)
@@ -596,145 +590,6 @@ def _check_reachable(address: str) -> None:
 def _kill(actor: Any) -> None:
     with contextlib.suppress(Exception):  # already dead or its node gone: nothing to stop
         ray.kill(actor, no_restart=True)
-
-
-# -- the reference: what the target is ------------------------------------------------------
-def _identity_of_cluster(spec: str, settings: ClusterSettings) -> tuple[TargetIdentity, str]:
-    """What most of the cluster's devices say the target is (``--reference cluster``).
-
-    The target is built once on every live node; a node counts with the devices it declares
-    for the id it reports (or, for a deterministic target that no node declares, its CPUs).
-    """
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    task = ray.remote(probe)
-    refs = [
-        task.options(
-            num_cpus=0,
-            scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
-                node["NodeID"], soft=False
-            ),
-        ).remote(spec)
-        for node in nodes
-    ]
-    try:
-        infos: list[WorkerInfo] = ray.get(refs, timeout=settings.start_timeout_s)
-    except ray.exceptions.RayError as exc:
-        message = f"cannot build {spec} on the cluster's nodes: {_first_line(exc)}"
-        raise ClusterError(message) from None
-    found = {(i.identity.target_id, i.identity.digest): i.identity for i in infos if i.identity}
-    votes: collections.Counter[tuple[str, str]] = collections.Counter()
-    for node, info in zip(nodes, infos, strict=True):
-        if info.identity is not None:
-            units = node["Resources"].get(resource_name(info.identity.target_id), 0)
-            votes[info.identity.target_id, info.identity.digest] += units
-    if not +votes:
-        for node, info in zip(nodes, infos, strict=True):
-            if info.identity is not None and info.identity.deterministic:
-                cpus = node["Resources"].get("CPU", 0)
-                votes[info.identity.target_id, info.identity.digest] += cpus
-    votes = +votes  # drop zero counts
-    if not votes:
-        reasons = "; ".join(f"{i.host}: {i.error or 'no device declared'}" for i in infos)
-        raise ClusterError(f"no node of the cluster can measure {spec}: {reasons}")
-    ranked = votes.most_common()
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        groups = "; ".join(
-            f"{count:g} devices say {target_id} fingerprint {digest}"
-            for (target_id, digest), count in ranked
-        )
-        raise ClusterError(
-            f"the cluster's devices disagree on what {spec} is ({groups}): run the driver on "
-            "a host of the kind to measure, without --reference cluster"
-        )
-    chosen, count = ranked[0]
-    total = sum(votes.values())
-    return found[chosen], f"what {count:g} of the cluster's {total:g} devices report"
-
-
-# -- naming what differs ---------------------------------------------------------------------
-def _difference(found: TargetIdentity, reference: TargetIdentity) -> str:
-    if found.target_id != reference.target_id:
-        return f"it measures {found.target_id}, not {reference.target_id}"
-    mine = _flatten(found.fingerprint)
-    theirs = _flatten(reference.fingerprint)
-    keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
-    shown = ", ".join(
-        f"{k} {_short(mine.get(k))} there, {_short(theirs.get(k))} on the target" for k in keys[:3]
-    )
-    more = f" and {len(keys) - 3} more" if len(keys) > 3 else ""
-    return f"its fingerprint {found.digest} differs from the target's: {shown}{more}"
-
-
-def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, f"{name}."))
-        else:
-            flat[name] = value
-    return flat
-
-
-def _short(value: Any) -> str:
-    text = "(none)" if value is None else repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _last_line(exc: BaseException) -> str:
-    """The exception at the end of a remote traceback (Ray puts its own header first)."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
-
-
-# -- progress ----------------------------------------------------------------------------------
-class _ProgressView:
-    """The overall bar and one row per worker: its points and points per second."""
-
-    def __init__(self, progress: Progress | None, total: int) -> None:
-        self._progress = progress
-        self._total = total
-        self._rows: dict[_Worker, Any] = {}
-        self._main = progress.add_task("measuring", total=total) if progress else None
-
-    def show(self, committed: int, workers: Sequence[_Worker]) -> None:
-        progress = self._progress
-        if progress is None or self._main is None:
-            return
-        progress.update(self._main, completed=committed)
-        for worker in workers:
-            if worker.state == "starting":
-                continue
-            row = self._rows.get(worker)
-            if row is None:
-                row = progress.add_task("", total=self._total)
-                self._rows[worker] = row
-            state = f"{worker.rate():.1f} points/s" if worker.state == "ready" else worker.state
-            progress.update(
-                row,
-                completed=worker.points,
-                description=escape(f"  {worker.name} {worker.host}: {state}"[:100]),
-            )
-
-
-@contextmanager
-def _progress(total: int, *, enabled: bool) -> Iterator[_ProgressView]:
-    if not enabled or total == 0:
-        yield _ProgressView(None, total)
-        return
-    columns = (
-        TextColumn("{task.description}", style="cyan"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        yield _ProgressView(progress, total)
 
 
 __all__ = ["RESOURCE_PREFIX", "SweepCluster", "resource_name"]

@@ -25,8 +25,9 @@ this machine; ``docs/farm.md`` shows how to set up a farm. How it works:
    rerunning the sweep resumes from the store.
 
 Ray is an optional dependency (``pip install 'prmodel[cluster]'``): this module does not
-import it, and a local sweep never does; :mod:`prmodel.measure._cluster_driver` holds all the
-code that talks to Ray and is imported only when a cluster is opened.
+import it, and a local sweep never does; :mod:`prmodel.measure._cluster_driver` (with the
+private modules it imports) holds the code that talks to Ray and is imported only when a
+cluster is opened.
 """
 
 from __future__ import annotations
