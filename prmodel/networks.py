@@ -24,7 +24,7 @@ import onnx
 import pandas as pd
 from onnx import helper, shape_inference
 
-from prmodel.errors import PrmodelError
+from prmodel.errors import PrmodelError, first_line
 
 MIN_OPSET = 11
 """The oldest default-domain opset the estimator reads (Clip takes its bounds as inputs)."""
@@ -142,8 +142,9 @@ def _read_model(model: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, s
     try:
         proto = onnx.load(str(path))
     except Exception as exc:  # protobuf raises DecodeError, external data raises OSError
+        reason = first_line(exc, period=False)
         raise NetworkError(
-            f"{path} is not a readable ONNX model (truncated or not ONNX: {_first_line(exc)})"
+            f"{path} is not a readable ONNX model (truncated or not ONNX: {reason})"
         ) from None
     if not proto.graph.node or not proto.opset_import:
         raise NetworkError(f"{path} is not an ONNX model (it has no graph nodes or opset)")
@@ -167,7 +168,9 @@ def _check_model(proto: onnx.ModelProto, source: str) -> None:
     try:
         onnx.checker.check_model(_light_model(proto))
     except Exception as exc:
-        raise NetworkError(f"{source} is not a valid ONNX model: {_first_line(exc)}") from None
+        raise NetworkError(
+            f"{source} is not a valid ONNX model: {first_line(exc, period=False)}"
+        ) from None
 
 
 def _light_model(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -282,7 +285,9 @@ def _infer_shapes(proto: onnx.ModelProto, source: str) -> tuple[dict[str, Shape]
     try:
         inferred = shape_inference.infer_shapes(light, strict_mode=False, data_prop=True)
     except Exception as exc:
-        raise NetworkError(f"shape inference failed on {source}: {_first_line(exc)}") from None
+        raise NetworkError(
+            f"shape inference failed on {source}: {first_line(exc, period=False)}"
+        ) from None
     shapes: dict[str, Shape] = {}
     dtypes: dict[str, int] = {}
     graph = inferred.graph
@@ -306,11 +311,6 @@ def _record_value(
     dims = tensor_type.shape.dim
     if all(d.HasField("dim_value") and d.dim_value >= 0 for d in dims):
         shapes[value.name] = tuple(d.dim_value for d in dims)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0].strip().rstrip(".")
 
 
 # -- whole-network measurements ---------------------------------------------------------------

@@ -25,6 +25,7 @@ from typing import Any
 
 import ray
 
+from prmodel.errors import first_line
 from prmodel.layers import LayerConfig
 from prmodel.measure._cluster_config import (
     LOCAL,
@@ -37,7 +38,6 @@ from prmodel.measure._cluster_progress import _progress, _ProgressView
 from prmodel.measure._cluster_reference import (
     RESOURCE_PREFIX,
     _difference,
-    _first_line,
     _identity_of_cluster,
     _last_line,
     resource_name,
@@ -501,7 +501,7 @@ class _Dispatch:
         held = [batch, *(b for b in self.inflight.values() if b.worker is worker)]
         self.inflight = {r: b for r, b in self.inflight.items() if b.worker is not worker}
         if worker.state == "ready":
-            worker.state = f"lost: {_first_line(exc)}"
+            worker.state = f"lost: {first_line(exc)}"
             self.lost += 1
             _kill(worker.actor)
             self.cluster._replace(worker)
@@ -565,7 +565,7 @@ def _connect(settings: ClusterSettings, target: TargetIdentity | None) -> bool:
         ray.init(address=settings.address, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, TimeoutError, RuntimeError, ValueError) as exc:
         raise ClusterError(
-            f"cannot reach the Ray cluster at {settings.address}: {_first_line(exc)}"
+            f"cannot reach the Ray cluster at {settings.address}: {first_line(exc)}"
         ) from None
     return False
 

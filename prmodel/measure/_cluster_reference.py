@@ -13,6 +13,7 @@ from typing import Any
 
 import ray
 
+from prmodel.errors import first_line
 from prmodel.measure._cluster_config import ClusterError, ClusterSettings
 from prmodel.measure._cluster_worker import TargetIdentity, WorkerInfo, probe
 
@@ -46,7 +47,7 @@ def _identity_of_cluster(spec: str, settings: ClusterSettings) -> tuple[TargetId
     try:
         infos: list[WorkerInfo] = ray.get(refs, timeout=settings.start_timeout_s)
     except ray.exceptions.RayError as exc:
-        message = f"cannot build {spec} on the cluster's nodes: {_first_line(exc)}"
+        message = f"cannot build {spec} on the cluster's nodes: {first_line(exc)}"
         raise ClusterError(message) from None
     found = {(i.identity.target_id, i.identity.digest): i.identity for i in infos if i.identity}
     votes: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -112,8 +113,3 @@ def _last_line(exc: BaseException) -> str:
     """The exception at the end of a remote traceback (Ray puts its own header first)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__

@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from prmodel.errors import PrmodelError
+from prmodel.errors import PrmodelError, first_line
 from prmodel.layers import PARAMETERS, LayerKind
 from prmodel.targets.cpu import CpuInfo
 
@@ -245,7 +245,7 @@ class HardwareProfile:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise ProfileError(
-                f"hardware profile {path} is not valid YAML: {_first_line(exc)}"
+                f"hardware profile {path} is not valid YAML: {first_line(exc)}"
             ) from None
         return cls.from_dict(data, source=str(path))
 
@@ -366,10 +366,6 @@ class _ProfileParser:
         ):
             raise self.fail(where, f"must be a list of positive integers, got {values!r}")
         return tuple(values)
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 # -- profiles for targets ---------------------------------------------------------------------

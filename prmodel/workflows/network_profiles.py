@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prmodel.errors import PrmodelError
+from prmodel.errors import PrmodelError, first_line
 from prmodel.estimate.compare import Comparison
 from prmodel.layers import LayerConfig
 from prmodel.measure.frames import LAYER_COLUMNS, layers_from_frame
@@ -151,7 +151,7 @@ def read_profiles(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises its own errors for truncated or foreign files
         raise ProfileSetError(
-            f"network-profile file {path} is unreadable ({_first_line(exc)}); move it away "
+            f"network-profile file {path} is unreadable ({first_line(exc)}); move it away "
             "to measure again"
         ) from None
     missing = [name for name in PROFILE_COLUMNS if name not in frame.columns]
@@ -225,11 +225,6 @@ def _plain_types(frame: pd.DataFrame) -> pd.DataFrame:
         else:
             out[name] = out[name].astype("Int64")
     return out
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
 
 
 __all__ = [

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 import onnxruntime as ort
 
+from prmodel.errors import first_line
 from prmodel.layers import LayerConfig
 from prmodel.targets.base import LayerBuildError, Timings
 from prmodel.targets.onnxruntime.builder import (
@@ -141,7 +142,7 @@ class OnnxRuntimeBenchmark:
         except Exception as exc:  # ORT's pybind errors share no base class below Exception
             self.close()
             raise LayerBuildError(
-                f"{layer.label} failed on {target.target_id}: {_first_line(exc)}"
+                f"{layer.label} failed on {target.target_id}: {first_line(exc, period=False)}"
             ) from None
 
     def _open(self) -> None:
@@ -197,8 +198,9 @@ class OnnxRuntimeBenchmark:
                 for _ in range(calls):
                     profiled.call()
         except Exception as exc:  # as in __init__: any ORT failure is this layer's failure
+            reason = first_line(exc, period=False)
             raise LayerBuildError(
-                f"{self.layer.label} failed on {self._target.target_id}: {_first_line(exc)}"
+                f"{self.layer.label} failed on {self._target.target_id}: {reason}"
             ) from None
         self._wall_us.extend(wall)
         self._profiled_calls += calls
@@ -328,11 +330,6 @@ def _node_providers(session: ort.InferenceSession) -> dict[str, str]:
     if get_info is None:  # ONNX Runtime before 1.23 cannot tell
         return {}
     return {node.name: subgraph.ep_name for subgraph in get_info() for node in subgraph.get_nodes()}
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return (lines[0] if lines else type(exc).__name__).rstrip(".")
 
 
 __all__ = [

@@ -29,6 +29,7 @@ import onnxruntime as ort
 import pandas as pd
 from onnx import TensorProto, helper, numpy_helper
 
+from prmodel.errors import first_line
 from prmodel.networks import (
     KERNEL_TIME_COLUMNS,
     Network,
@@ -85,7 +86,7 @@ def optimized_graph(network: Network, target: SessionTarget) -> onnx.ModelProto:
             ort.InferenceSession(network.model_source(), options, providers=target.providers())
         except Exception as exc:
             raise NetworkError(
-                f"ONNX Runtime cannot load {network.source}: {_first_line(exc)}"
+                f"ONNX Runtime cannot load {network.source}: {first_line(exc, period=False)}"
             ) from None
         return onnx.load(str(path), load_external_data=False)
 
@@ -349,11 +350,6 @@ def _shape_text(shapes: Any) -> str:
 
 def _empty_kernels() -> pd.DataFrame:
     return pd.DataFrame(columns=list(KERNEL_TIME_COLUMNS))
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0].strip().rstrip(".")
 
 
 __all__ = [
