@@ -11,7 +11,12 @@ import onnx
 import pytest
 
 from prmodel.cli import main
-from prmodel.zoo import REFERENCE_NETWORKS, held_out_networks, second_held_out_networks
+from prmodel.zoo import (
+    REFERENCE_NETWORKS,
+    held_out_networks,
+    second_held_out_networks,
+    third_held_out_networks,
+)
 
 
 def _run(
@@ -35,9 +40,10 @@ def test_list_shows_every_set(
     facts = json.loads(out)
     names = [f["name"] for f in facts]
     assert names == list(REFERENCE_NETWORKS) + [
-        s.name for s in (*held_out_networks(), *second_held_out_networks())
+        s.name
+        for s in (*held_out_networks(), *second_held_out_networks(), *third_held_out_networks())
     ]
-    assert {f["set"] for f in facts} == {"reference", "held-out", "held-out-b"}
+    assert {f["set"] for f in facts} == {"reference", "held-out", "held-out-b", "held-out-c"}
     code, out, _ = _run(["networks", "list", "held-out"], monkeypatch, capsys)
     assert code == 0 and "held-out networks (15)" in out and "resnet34_160" in out
     assert max(len(line.rstrip()) for line in out.splitlines()) <= 80

@@ -26,6 +26,7 @@ from prmodel.zoo.sets import (
     reference_networks,
     resolve_networks,
     second_held_out_networks,
+    third_held_out_networks,
 )
 from prmodel.zoo.tiny import TINY_NETWORKS, tiny_mobilenet, tiny_resnet, tiny_vgg
 from prmodel.zoo.torchvision_export import (
@@ -69,6 +70,7 @@ __all__ = [
     "second_held_out_networks",
     "shufflenet_v2",
     "squeezenet",
+    "third_held_out_networks",
     "tiny_mobilenet",
     "tiny_resnet",
     "tiny_vgg",

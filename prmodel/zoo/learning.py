@@ -34,6 +34,7 @@ from prmodel.zoo.sets import (
     held_out_networks,
     reference_networks,
     second_held_out_networks,
+    third_held_out_networks,
 )
 
 SMALLEST_RESOLUTION = 96
@@ -127,7 +128,7 @@ def network_identity(spec: NetworkSpec) -> tuple[str, tuple[tuple[str, Any], ...
 
 def is_held_out(spec: NetworkSpec) -> bool:
     """Whether ``spec`` builds a network of :func:`held_out_networks` (or bears its name)."""
-    held_out = [*held_out_networks(), *second_held_out_networks()]
+    held_out = [*held_out_networks(), *second_held_out_networks(), *third_held_out_networks()]
     identities = {network_identity(h) for h in held_out}
     return spec.name in {h.name for h in held_out} or network_identity(spec) in identities
 
