@@ -179,9 +179,21 @@ def test_from_eight_networks_the_fit_uses_the_full_form() -> None:
     assert "40.0 us/MB of each kernel's weights up to 2 MiB" in calibration.formula
     # with fewer networks the same data gets a term set chosen by leave-one-out error
     assert fit_calibration(samples[:5], target_id="t").terms != FULL_FORM
-    # a network far smaller than these never gets less than its plain kernel sum
-    assert calibration.total_us([20.0] * 5, [0] * 5) == pytest.approx(100.0)
-    assert calibration.total_us([400.0] * 10, [0] * 10) == pytest.approx(4200 + 600 - 300)
+    # a network smaller than every calibration network gets the offset in proportion to its
+    # size (continuous at the smallest one, never a negative total), and is told so
+    smallest = calibration.smallest_sum_us
+    assert smallest is not None and smallest > 100
+    full = calibration.kernel_us([20.0] * 5, [0] * 5).sum()
+    assert calibration.total_us([20.0] * 5, [0] * 5) == pytest.approx(full - 300 * 100 / smallest)
+    assert calibration.beyond_networks(100.0) is not None
+    assert "scaled down" in str(calibration.beyond_networks(100.0))
+    assert calibration.beyond_networks(smallest) is None
+    at_edge = [smallest / 4] * 4
+    assert calibration.total_us(at_edge, [0] * 4) == pytest.approx(
+        calibration.kernel_us(at_edge, [0] * 4).sum() - 300
+    )
+    assert smallest < 6000  # a network among the calibration networks' sizes: the full form
+    assert calibration.total_us([400.0] * 15, [0] * 15) == pytest.approx(6300 + 900 - 300)
 
 
 def test_fit_finds_the_capped_term_and_its_cap() -> None:

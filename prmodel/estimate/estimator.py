@@ -389,6 +389,9 @@ class Estimator:
             total = self.calibration.total_us(
                 frame.loc[active, "predicted_us"], frame.loc[active, "weight_bytes"]
             )
+            beyond = self.calibration.beyond_networks(sum_us)
+            if beyond is not None:
+                messages.append(UserWarning(beyond))
         estimate = NetworkEstimate(
             network=found.network.name,
             target_id=self.target.target_id,
