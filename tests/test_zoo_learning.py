@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from prmodel.zoo import ZooError, held_out_networks, reference_networks
+from prmodel.zoo import ZooError, held_out_networks, reference_networks, third_held_out_networks
 from prmodel.zoo.learning import (
+    LARGE_BATCH,
+    SMALLEST_RESOLUTION,
     check_not_held_out,
     is_held_out,
     learning_networks,
@@ -55,3 +57,18 @@ def test_defaults_written_out_are_the_same_network() -> None:
     assert network_identity(NetworkSpec("r", resnet18.builder, {"depth": 18, "size": 160})) != (
         network_identity(resnet18)
     )
+
+
+def test_every_reference_network_comes_at_batch_4_and_96_px() -> None:
+    """Tree models do not extrapolate: batch 4 is learned, batch 3 interpolated."""
+    options = {(s.builder, tuple(sorted(s.kwargs.items()))) for s in learning_networks()}
+    for spec in reference_networks():
+        wanted = {**spec.kwargs, "size": SMALLEST_RESOLUTION, "batch": LARGE_BATCH}
+        assert (spec.builder, tuple(sorted(wanted.items()))) in options, spec.name
+
+
+@pytest.mark.parametrize("held_out", third_held_out_networks(), ids=lambda s: s.name)
+def test_the_third_held_out_set_is_refused_too(held_out: NetworkSpec) -> None:
+    assert is_held_out(NetworkSpec("renamed", held_out.builder, dict(held_out.kwargs)))
+    with pytest.raises(ZooError, match="held-out"):
+        check_not_held_out([held_out])
