@@ -474,7 +474,7 @@ def _log_features(layers: Sequence[LayerConfig]) -> np.ndarray:
 # -- every sampler by name --------------------------------------------------------------------
 
 SAMPLERS = ("pr", "random", "adaptive")
-"""The samplers that need nothing but a space (and PRs): the evaluation compares these."""
+"""The samplers that need nothing but a space (and PRs): the evaluation's default comparison."""
 SAMPLER_NAMES = (*SAMPLERS, "networks")
 """Every name :func:`make_sampler` accepts (``prmodel plan --sampler``)."""
 
@@ -540,4 +540,5 @@ __all__ = [
     "log_feature_fit_predict",
     "make_sampler",
     "perturb",
+    "space_for",
 ]

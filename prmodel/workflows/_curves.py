@@ -90,6 +90,8 @@ class CurveContext:
         representatives: RepresentativeSet,
         tests: Mapping[LayerKind, TestSet],
         progress: bool,
+        *,
+        prior: Mapping[str, Sequence[LayerConfig]] | None = None,
     ) -> None:
         self.target = target
         self.store = store
@@ -97,6 +99,8 @@ class CurveContext:
         self.representatives = representatives
         self.tests = tests
         self.progress = progress
+        self.prior = prior or {}
+        """The layers the ``networks`` sampler draws around, by network."""
         self.costs = Costs()
 
     @property
@@ -152,9 +156,15 @@ class CurveContext:
                 warnings.simplefilter("ignore")
                 return self.new_model(kind, seed).fit(train, y).predict(query)
 
-        # measure and fit_predict serve the adaptive sampler only; the others ignore them.
+        # measure and fit_predict serve the adaptive sampler only, networks the network
+        # prior; the others ignore them.
         return make_sampler(
-            name, representatives=self.representatives, measure=measure, fit_predict=fit_predict
+            name,
+            representatives=self.representatives,
+            space=self.settings.spaces,
+            measure=measure,
+            fit_predict=fit_predict,
+            networks=self.prior,
         )
 
 

@@ -35,7 +35,8 @@ from prmodel.estimate.estimator import mapped_layers
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
 from prmodel.measure.runner import MeasureSettings, SweepReport, run_sweep
 from prmodel.measure.store import MeasurementStore
-from prmodel.select.samplers import PRSampler, RandomSampler
+from prmodel.select.dimensions import Limits
+from prmodel.select.samplers import PRSampler, RandomSampler, SpaceArg, space_for
 
 if TYPE_CHECKING:
     from prmodel.estimate.estimator import NetworkEstimate
@@ -233,9 +234,11 @@ def training_rows(
 # -- test sets ---------------------------------------------------------------------------------
 
 
-def draw_test_layers(kind: LayerKind | str, size: int) -> list[LayerConfig]:
-    """The ``size`` random test layers of ``kind`` (default space, :data:`TEST_SEED`)."""
-    return RandomSampler().sample(kind, size, seed=TEST_SEED)
+def draw_test_layers(
+    kind: LayerKind | str, size: int, *, space: SpaceArg = None
+) -> list[LayerConfig]:
+    """The ``size`` random test layers of ``kind`` (default space if None; :data:`TEST_SEED`)."""
+    return RandomSampler(space).sample(kind, size, seed=TEST_SEED)
 
 
 def measure_test_set(
@@ -247,10 +250,11 @@ def measure_test_set(
     test_set: str = TEST_SET,
     measure: MeasureSettings | None = None,
     progress: bool = True,
+    space: SpaceArg = None,
 ) -> MeasuredSet:
-    """Draw the random test set of ``kind`` and measure it (plan ``<test_set>-<kind>``)."""
+    """Draw the random test set of ``kind`` from ``space``; measure it (``<test_set>-<kind>``)."""
     return measure_set(
-        draw_test_layers(kind, size),
+        draw_test_layers(kind, size, space=space),
         target,
         store=store,
         plan=plan_name(test_set, kind),
@@ -326,6 +330,7 @@ def build_test_sets(
     networks: Mapping[str, Mapping[LayerKind, Sequence[LayerConfig]]] | None = None,
     measure: MeasureSettings | None = None,
     progress: bool = True,
+    spaces: SpaceArg = None,
 ) -> dict[LayerKind, TestSet]:
     """Measure the held-out layers of every kind (plans ``test-<kind>``, ``testnet-<kind>``).
 
@@ -337,13 +342,20 @@ def build_test_sets(
         networks: Per network, its layers by kind (see :func:`network_layers_by_kind`).
         measure: Runner settings for noisy targets.
         progress: Show the runner's progress bars.
+        spaces: The spaces the random test layers are drawn from (default spaces if None).
+            Where given, network layers beyond its limits (MACs, bytes) are left out too, so
+            that both test sets lie within the same bound of work.
     """
     sets = {}
     for kind in kinds:
         random_rows = measure_test_set(
-            target, kind, size, store=store, measure=measure, progress=progress
+            target, kind, size, store=store, measure=measure, progress=progress, space=spaces
         ).in_drawn_order()
-        per_network = {name: tuple(layers[kind]) for name, layers in (networks or {}).items()}
+        limits = space_for(spaces, kind).limits if spaces is not None else Limits()
+        per_network = {
+            name: tuple(x for x in layers[kind] if limits.allows(x))
+            for name, layers in (networks or {}).items()
+        }
         distinct = list({x.key: x for ls in per_network.values() for x in ls}.values())
         net_rows = random_rows.iloc[0:0]
         if distinct:

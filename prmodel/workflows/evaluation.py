@@ -41,11 +41,13 @@ import pandas as pd
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-from prmodel.layers import LayerKind
+from prmodel.layers import LayerConfig, LayerKind
 from prmodel.measure.frames import layers_from_frame
 from prmodel.measure.runner import MeasureSettings, measure_layers
 from prmodel.measure.store import MeasurementStore
 from prmodel.metrics import summarize
+from prmodel.select.dimensions import Limits
+from prmodel.select.samplers import space_for
 from prmodel.targets.cpu import machine_info
 from prmodel.workflows._curves import CurveContext, Fit, fit_one, network_rows
 from prmodel.workflows.datasets import TestSet, build_test_sets, network_layers_by_kind
@@ -132,6 +134,7 @@ def evaluate(
     workspace: Workspace,
     settings: EvaluationSettings | None = None,
     networks: Sequence[str | Path | onnx.ModelProto] = (),
+    prior_networks: Sequence[str | Path | onnx.ModelProto] = (),
     progress: bool = True,
 ) -> EvaluationResult:
     """Learning curves, noise floor, whole-network errors and costs of every sampler.
@@ -141,15 +144,20 @@ def evaluate(
         workspace: Its store holds every measurement (a rerun reuses them) and its
             ``representatives/`` the PR set (selected and saved there when missing).
         settings: Kinds, budgets, samplers, seeds, test size, regressor.
-        networks: Reference networks (paths or ModelProtos) whose layers join the test sets
+        networks: Test networks (paths or ModelProtos) whose layers join the test sets
             and whose whole-network error is reported.
+        prior_networks: Networks whose layers the ``networks`` sampler draws around (the
+            network prior); they must not be test networks, so that the network-like test
+            layers come from networks no sampler saw.
         progress: Progress bars on stderr.
 
     Raises:
-        EvaluationError: bad settings or nothing measurable.
+        EvaluationError: bad settings or nothing measurable, the ``networks`` sampler
+            without prior networks, or a network both a prior and a test network.
     """
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
+    prior = _prior_layers(target, settings, prior_networks)
     with MeasurementStore(workspace.store_path) as store:
         digest = store.register_target(target.target_id, target.fingerprint())
         representatives, pr_path = ensure_representatives(
@@ -160,6 +168,12 @@ def evaluate(
             progress=progress,
         )
         per_network = network_layers_by_kind(networks, target, settings.kinds)
+        shared = sorted(set(per_network) & set(prior))
+        if shared:
+            raise EvaluationError(
+                f"network {shared[0]!r} is both a prior network and a test network; "
+                "test networks must be networks no sampler saw"
+            )
         tests = build_test_sets(
             target,
             store=store,
@@ -168,14 +182,16 @@ def evaluate(
             networks=per_network,
             measure=settings.measure,
             progress=progress,
+            spaces=settings.spaces,
         )
         noise = noise_floor(
             target, tests, points=settings.noise_points, measure=settings.measure, progress=progress
         )
-        ctx = CurveContext(target, store, settings, representatives, tests, progress)
+        ctx = CurveContext(target, store, settings, representatives, tests, progress, prior=prior)
         fits = _run_curves(ctx)
         final = [f for f in fits if f.budget == settings.whole_network_budget]
-        whole_rows = network_rows(ctx, final, networks, {}) if per_network else []
+        compare_whole = per_network and settings.whole_networks
+        whole_rows = network_rows(ctx, final, networks, {}) if compare_whole else []
     curve_rows = [row for fit in fits for row in fit.rows]
     return EvaluationResult(
         target_id=target.target_id,
@@ -195,6 +211,29 @@ def evaluate(
         seconds=time.perf_counter() - started,
         machine=machine_info(libraries=("onnxruntime", "xgboost-cpu")),
     )
+
+
+def _prior_layers(
+    target: Target,
+    settings: EvaluationSettings,
+    networks: Sequence[str | Path | onnx.ModelProto],
+) -> dict[str, tuple[LayerConfig, ...]]:
+    """Each prior network's layers of the evaluated kinds that the target supports.
+
+    With ``settings.spaces``, layers beyond a space's limits are left out, as from the test
+    networks: every sampler draws within the same bound of work.
+    """
+    if "networks" in settings.samplers and not networks:
+        raise EvaluationError("the networks sampler needs prior networks to draw around")
+    if "networks" not in settings.samplers:
+        return {}
+    spaces = settings.spaces
+    limits = {k: space_for(spaces, k).limits if spaces else Limits() for k in settings.kinds}
+    by_kind = network_layers_by_kind(networks, target, settings.kinds)
+    return {
+        name: tuple(x for k in settings.kinds for x in kinds[k] if limits[k].allows(x))
+        for name, kinds in by_kind.items()
+    }
 
 
 def _run_curves(ctx: CurveContext) -> list[Fit]:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -17,11 +18,12 @@ import pandas as pd
 
 from prmodel.errors import PrmodelError
 from prmodel.layers import LayerKind, parse_kind
-from prmodel.select.samplers import SAMPLERS
+from prmodel.select.samplers import SAMPLER_NAMES, SAMPLERS
 
 if TYPE_CHECKING:
     from prmodel.measure.runner import MeasureSettings
     from prmodel.networks import NetworkMeasureSettings
+    from prmodel.select.spaces import ParameterSpace
 
 METRICS: tuple[str, ...] = ("mape", "rmspe", "within_5", "within_10", "spearman")
 
@@ -69,7 +71,8 @@ class EvaluationSettings:
     Attributes:
         kinds: Layer kinds to evaluate.
         budgets: Training-set sizes of the learning curves.
-        samplers: Any of ``pr``, ``random``, ``adaptive``.
+        samplers: Any of ``pr``, ``random``, ``adaptive`` and ``networks`` (the network
+            prior, drawn around the layers of :func:`evaluate`'s ``prior_networks``).
         seeds: Repetitions of every (kind, sampler, budget), seeds 0 .. seeds-1.
         test_size: Random test layers per kind.
         network_budget: Budget of the whole-network comparison (default: the largest).
@@ -85,6 +88,10 @@ class EvaluationSettings:
         noise_points: Random test layers re-measured for the noise floor (None: all).
         measure: Measurement settings for noisy targets.
         network_measure: How whole networks are timed on ONNX Runtime targets.
+        spaces: The parameter space of each kind that every sampler and the random test set
+            draw from (default spaces for the kinds it lacks; None: the default spaces).
+        whole_networks: Also compare the models on the test networks as wholes (on ONNX
+            Runtime targets this runs every network).
     """
 
     kinds: tuple[LayerKind, ...] = (LayerKind.CONV, LayerKind.DENSE)
@@ -100,14 +107,16 @@ class EvaluationSettings:
     noise_points: int | None = None
     measure: MeasureSettings | None = None
     network_measure: NetworkMeasureSettings | None = None
+    spaces: Mapping[LayerKind, ParameterSpace] | None = None
+    whole_networks: bool = True
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "kinds", tuple(parse_kind(k) for k in self.kinds))
         object.__setattr__(self, "budgets", tuple(sorted(set(self.budgets))))
-        unknown = [s for s in self.samplers if s not in SAMPLERS]
+        unknown = [s for s in self.samplers if s not in SAMPLER_NAMES]
         if unknown:
             raise EvaluationError(
-                f"unknown sampler {unknown[0]!r} (choose from {', '.join(SAMPLERS)})"
+                f"unknown sampler {unknown[0]!r} (choose from {', '.join(SAMPLER_NAMES)})"
             )
         if not self.kinds or not self.samplers or not self.budgets:
             raise EvaluationError("an evaluation needs at least one kind, sampler and budget")
@@ -128,6 +137,9 @@ class EvaluationSettings:
         data["kinds"] = [k.value for k in self.kinds]
         data["measure"] = asdict(self.measure) if self.measure else None
         data["network_measure"] = asdict(self.network_measure) if self.network_measure else None
+        data["spaces"] = (
+            {k.value: space.to_dict() for k, space in self.spaces.items()} if self.spaces else None
+        )
         return data
 
 
@@ -189,6 +201,44 @@ class EvaluationResult:
         table = grouped["abs_error"].agg(["mean", "max"]).reset_index()
         return table.rename(columns={"mean": "network_mape", "max": "worst_pct"})
 
+    def sample_ratios(
+        self, kind: LayerKind | str, test_set: str, sampler: str, *, baseline: str = "random"
+    ) -> list[dict[str, Any]]:
+        """How many samples ``sampler`` needs to match ``baseline`` at each of its budgets.
+
+        On the mean MAPE over seeds of one kind and test set: for every budget ``b`` of the
+        baseline, the budget at which ``sampler``'s curve first reaches the baseline's MAPE
+        at ``b`` (:func:`budget_to_reach`) and the ratio ``b`` over that budget (how many
+        times fewer samples it needs). ``bound`` is ``"="`` (interpolated), ``"<="`` (reached
+        at the sampler's smallest budget already: the ratio is a lower bound) or
+        ``"not reached"`` (not within its largest budget: no budget and no ratio).
+        """
+        kind = parse_kind(kind).value
+        rows = self.curves[(self.curves["kind"] == kind) & (self.curves["test_set"] == test_set)]
+        mean = rows.groupby(["sampler", "budget"])["mape"].mean()
+        if sampler not in mean.index.get_level_values(0) or baseline not in (
+            mean.index.get_level_values(0)
+        ):
+            return []
+        curve = {int(b): float(m) for b, m in mean[sampler].items()}
+        found = []
+        for budget, mape in mean[baseline].items():
+            reached, bound = budget_to_reach(curve, float(mape))
+            found.append(
+                {
+                    "kind": kind,
+                    "test_set": test_set,
+                    "sampler": sampler,
+                    "baseline": baseline,
+                    "baseline_budget": int(budget),
+                    "baseline_mape": float(mape),
+                    "budget": reached,
+                    "bound": bound,
+                    "ratio": int(budget) / reached if reached else None,
+                }
+            )
+        return found
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly copy of every figure."""
         return {
@@ -212,6 +262,32 @@ class EvaluationResult:
 
 
 # -- acceptance figures -----------------------------------------------------------------------
+
+
+def budget_to_reach(curve: Mapping[int, float], mape: float) -> tuple[float | None, str]:
+    """The budget at which a learning curve first reaches ``mape``, on log budget.
+
+    Args:
+        curve: Mean MAPE by budget.
+        mape: The MAPE to reach.
+
+    Returns:
+        ``(budget, "=")`` interpolated linearly in MAPE between the two budgets around the
+        first crossing, on a logarithmic budget axis; ``(smallest budget, "<=")`` where the
+        curve starts at or below ``mape``; ``(None, "not reached")`` where it never gets there.
+    """
+    points = sorted((int(b), float(m)) for b, m in curve.items() if math.isfinite(m))
+    if not points:
+        return None, "not reached"
+    if points[0][1] <= mape:
+        return float(points[0][0]), "<="
+    for (b0, m0), (b1, m1) in itertools.pairwise(points):
+        if m1 <= mape < m0:
+            share = (m0 - mape) / (m0 - m1)
+            if share >= 1:
+                return float(b1), "="
+            return math.exp(math.log(b0) + share * (math.log(b1) - math.log(b0))), "="
+    return None, "not reached"
 
 
 def _goals_of(result: EvaluationResult, kind: LayerKind) -> dict[str, Any]:
@@ -273,4 +349,5 @@ __all__ = [
     "EvaluationError",
     "EvaluationResult",
     "EvaluationSettings",
+    "budget_to_reach",
 ]
