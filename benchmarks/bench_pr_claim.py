@@ -85,6 +85,11 @@ TARGETS = {
     "ifmap_kb=32,filter_kb=32,ofmap_kb=16,bandwidth=4",
 }
 DEFAULT_MAX_MACS = {"scalesim": 5_000_000}
+DEFAULT_MAX_ACTIVATION_BYTES = {"scalesim": 400_000}
+"""SCALE-Sim full mode's cost follows the cycles it simulates per group (output pixels times
+folds, plus stalls), which a MAC cap leaves unbounded for large feature maps with few
+channels (a depthwise conv on 112x112 pixels); a cap on input plus output activations
+(100,000 floats) bounds the pixels."""
 BOUNDED_BASE = {"channels": 32, "out_channels": 32, "height": 14}
 """Base layer of the 1-D sweeps in a MAC-bounded conv space (1.8 MMACs at 3x3)."""
 TEST_SETS = ("random", "networks")
@@ -95,15 +100,20 @@ COMPARED = ("pr", "networks")
 
 
 def bounded_spaces(
-    kinds: Sequence[LayerKind], max_macs: int | None
+    kinds: Sequence[LayerKind], max_macs: int | None, max_activation_bytes: int | None = None
 ) -> dict[LayerKind, ParameterSpace] | None:
-    """The default spaces with a cap on MACs (and a sweep base inside it), or None."""
-    if max_macs is None:
+    """The default spaces with caps on MACs and activation bytes (and a sweep base inside
+    them), or None where neither is given."""
+    if max_macs is None and max_activation_bytes is None:
         return None
     spaces = {}
     for kind in kinds:
         space = default_space(kind)
-        limits = dataclasses.replace(space.limits, max_macs=max_macs)
+        limits = dataclasses.replace(
+            space.limits,
+            max_macs=max_macs or space.limits.max_macs,
+            max_activation_bytes=max_activation_bytes or space.limits.max_activation_bytes,
+        )
         base = dict(space.base)
         if kind is LayerKind.CONV:
             base.update(BOUNDED_BASE)
@@ -229,7 +239,11 @@ def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
     kinds = tuple(parse_kind(k) for k in args.kinds.split(","))
     cap = args.max_macs if args.max_macs is not None else DEFAULT_MAX_MACS.get(name)
     max_macs = int(cap) if cap else None
-    spaces = bounded_spaces(kinds, max_macs)
+    activations = args.max_activation_bytes
+    if activations is None:
+        activations = DEFAULT_MAX_ACTIVATION_BYTES.get(name)
+    max_activation_bytes = int(activations) if activations else None
+    spaces = bounded_spaces(kinds, max_macs, max_activation_bytes)
     samplers = tuple(args.samplers.split(","))
     workspace = Workspace.at(args.workspace).create()
     folder = workspace.root / "networks" / "zoo"
@@ -297,6 +311,7 @@ def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
         **report,
         "name": name,
         "max_macs": max_macs,
+        "max_activation_bytes": max_activation_bytes,
         "network_layer_coverage": coverage,
         "stalls": stalls,
         "placement": rows,
@@ -380,14 +395,16 @@ def markdown(report: dict[str, Any]) -> str:
             f"average {t['load_average_start']} at the start, {t['load_average_end']} at the end.",
             "",
         ]
-        if t["max_macs"]:
+        if t["max_macs"] or t.get("max_activation_bytes"):
             cover = "; ".join(
                 f"{c['kind']}: {c['within']} of {c['distinct']} distinct held-out network "
                 f"layers ({100 * c['within'] / c['distinct']:.0f} %)"
                 for c in t["network_layer_coverage"]
             )
             lines += [
-                f"Layer space bound: at most {t['max_macs']:,} MACs per layer for every sampler, "
+                f"Layer space bound: at most {t['max_macs'] or 0:,} MACs and "
+                f"{t.get('max_activation_bytes') or 0:,} activation bytes (0: no cap) per "
+                "layer for every sampler, "
                 f"the random test set, the network test layers and the PR sweeps ({cover} "
                 "lie within it).",
                 "",
@@ -472,6 +489,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--test-size", type=int, default=200)
     parser.add_argument("--max-macs", type=float, default=None, help="cap on MACs per layer")
+    parser.add_argument(
+        "--max-activation-bytes",
+        type=float,
+        default=None,
+        help="cap on a layer's input plus output activation bytes",
+    )
     parser.add_argument("--no-ablation", action="store_true", help="skip PR without mapping")
     parser.add_argument("--workspace", type=Path, default=HERE.parent)
     parser.add_argument("--name", default="bench_pr_claim", help="stem of the results files")
