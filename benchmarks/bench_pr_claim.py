@@ -20,14 +20,13 @@ Targets (``--targets``, comma-separated names or full specs):
 - ``cpu``: the local CPU (ONNX Runtime), default layer spaces;
 - ``scalesim``: a SCALE-Sim 32x32 weight-stationary array in full mode with small SRAMs
   (32/32/16 KB) and 4 words/cycle of DRAM bandwidth, so memory stalls make latency more than
-  the closed-form fold arithmetic (stall/compute cycles 4-13x on 0.5-29 MMAC convs). Every
-  space (samplers, random test set, network test layers, PR sweeps) can be bounded by
-  ``--max-macs`` (default 5e6 for SCALE-Sim: about 45 % of the held-out networks' distinct
-  conv layers), with a sweep base layer inside the bound. Measured on 2026-12-06: a MAC cap
-  does NOT bound full mode's cost, which follows simulated cycles (output pixels x folds +
-  stalls), not MACs: under the 5e6 cap the 200 random test layers alone hold 7.6 M compute
-  cycles (99th percentile 0.38 M cycles a layer, about a minute each), so 30-1000 x 3 seeds
-  does not fit 40 minutes; a bound on cycles or activation size is needed first.
+  the closed-form fold arithmetic (35 % of layers stall, the 90th percentile at 5.7x their
+  compute cycles). Every space (samplers, random test set, network test layers, PR sweeps) is
+  bounded by ``--max-macs`` and ``--max-activation-bytes`` (defaults 1e6 and 1e5 for
+  SCALE-Sim), with a sweep base layer inside the bound. Measured on 2026-12-06 (2-core AMD
+  EPYC): SCALE-Sim simulates about 100,000 cycles a second, stalls included, and the caps do
+  not bound stalls; random test layers took 7 s each, so budgets 30-300 with 3 seeds take
+  about 6 hours. Run it where there are hours to spare; the store makes it resumable.
 
 Measurements go through the workspace's store, so an interrupted run resumes where it stopped
 (grow the budgets run by run). Run by hand (not by pytest), under the shared CPU lock:
@@ -46,6 +45,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -56,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
+from prmodel.measure.frames import layers_from_frame
 from prmodel.measure.store import MeasurementStore
 from prmodel.select.representatives import RepresentativeSet
 from prmodel.select.samplers import make_sampler
@@ -63,6 +64,7 @@ from prmodel.select.spaces import ParameterSpace, default_space
 from prmodel.targets import get_target
 from prmodel.targets.base import Target
 from prmodel.targets.cpu import machine_info
+from prmodel.train.features import FeatureSpec
 from prmodel.workflows.datasets import draw_test_layers, network_layers_by_kind
 from prmodel.workflows.evaluation import evaluate
 from prmodel.workflows.evaluation_results import EvaluationResult, EvaluationSettings
@@ -84,12 +86,12 @@ TARGETS = {
     "scalesim": "scalesim:rows=32,cols=32,dataflow=ws,mode=full,"
     "ifmap_kb=32,filter_kb=32,ofmap_kb=16,bandwidth=4",
 }
-DEFAULT_MAX_MACS = {"scalesim": 5_000_000}
-DEFAULT_MAX_ACTIVATION_BYTES = {"scalesim": 400_000}
+DEFAULT_MAX_MACS = {"scalesim": 1_000_000}
+DEFAULT_MAX_ACTIVATION_BYTES = {"scalesim": 100_000}
 """SCALE-Sim full mode's cost follows the cycles it simulates per group (output pixels times
 folds, plus stalls), which a MAC cap leaves unbounded for large feature maps with few
-channels (a depthwise conv on 112x112 pixels); a cap on input plus output activations
-(100,000 floats) bounds the pixels."""
+channels (a depthwise conv on 112x112 pixels); a cap on input plus output activation bytes
+bounds the pixels. Neither bounds stall cycles, which cost as much to simulate."""
 BOUNDED_BASE = {"channels": 32, "out_channels": 32, "height": 14}
 """Base layer of the 1-D sweeps in a MAC-bounded conv space (1.8 MMACs at 3x3)."""
 TEST_SETS = ("random", "networks")
@@ -231,6 +233,46 @@ def stall_share(
     }
 
 
+def staircase_share(
+    store: MeasurementStore, target: Target, digest: str, kind: LayerKind, plans: Sequence[str]
+) -> list[dict[str, Any]]:
+    """How much of log latency plain MACs and the profile's block-padded MACs explain.
+
+    Per plan (a test set or a sampler's draws): the share of the variance of log latency a
+    straight line in log MACs explains (R^2), and the same for log padded MACs (every
+    dimension the hardware profile blocks rounded up to its block: where the staircases PR
+    is built on are). Where padding explains no more than MACs do, the steps carry little of
+    what a model must learn, and samples placed on plateau ends buy little.
+    """
+    spec = FeatureSpec.for_kind(kind, None, profile=target.hardware_profile())
+    if "padded_macs" not in spec.names:
+        return []
+    found = []
+    for plan in plans:
+        frame = store.frame(target_id=target.target_id, fingerprint_hash=digest, plan=plan)
+        frame = frame[(frame["status"] == "ok") & (frame["latency_us"] > 0)]
+        if len(frame) < 10:
+            continue
+        raw = spec.transform(layers_from_frame(frame))
+        latency = np.log(frame["latency_us"].to_numpy(dtype=float))
+        shares = {}
+        for name in ("macs", "padded_macs"):
+            column = np.log(np.maximum(raw[:, spec.names.index(name)], 1.0))
+            design = np.column_stack([np.ones(len(column)), column])
+            solution, *_ = np.linalg.lstsq(design, latency, rcond=None)
+            shares[name] = float(1 - np.var(latency - design @ solution) / np.var(latency))
+        found.append(
+            {
+                "kind": kind.value,
+                "plan": plan,
+                "layers": len(frame),
+                "r2_log_macs": shares["macs"],
+                "r2_log_padded_macs": shares["padded_macs"],
+            }
+        )
+    return found
+
+
 # -- one target -------------------------------------------------------------------------------
 
 
@@ -288,7 +330,7 @@ def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
         for n, by in network_layers_by_kind(prior_nets, target, kinds).items()
     }
     held_out = network_layers_by_kind(test_nets, target, kinds)
-    coverage, rows, stalls = [], [], []
+    coverage, rows, stalls, explained = [], [], [], []
     with MeasurementStore(workspace.store_path) as store:
         for kind in kinds:
             limits = (spaces or {}).get(kind, default_space(kind)).limits
@@ -307,6 +349,9 @@ def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
                 found := stall_share(store, target.target_id, result.fingerprint_hash, kind)
             ) is not None:
                 stalls.append(found)
+            plans = [f"test-{kind.value}", f"testnet-{kind.value}"]
+            plans += [f"{sm}-{kind.value}" for sm in samplers]
+            explained += staircase_share(store, target, result.fingerprint_hash, kind, plans)
     return {
         **report,
         "name": name,
@@ -314,6 +359,7 @@ def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "max_activation_bytes": max_activation_bytes,
         "network_layer_coverage": coverage,
         "stalls": stalls,
+        "staircase_share": explained,
         "placement": rows,
         "seconds": seconds,
         "load_average_start": load,
@@ -477,6 +523,21 @@ def markdown(report: dict[str, Any]) -> str:
                     f"{p['test_outside_train_macs_pct']:.1f} | {p['mean_nearest_distance']:.2f} |"
                 )
             lines.append("")
+        if t.get("staircase_share"):
+            lines += [
+                "What the staircases explain: share of the variance of log latency explained by "
+                "a line in log MACs, and in log MACs with every dimension the hardware profile "
+                "blocks padded to its block (where PR's steps are).",
+                "",
+                "| kind | plan | layers | R² log MACs | R² log padded MACs |",
+                "|---|---|---:|---:|---:|",
+            ]
+            for e in t["staircase_share"]:
+                lines.append(
+                    f"| {e['kind']} | {e['plan']} | {e['layers']} | {e['r2_log_macs']:.3f} | "
+                    f"{e['r2_log_padded_macs']:.3f} |"
+                )
+            lines.append("")
     return "\n".join(lines) + "\n"
 
 
@@ -496,7 +557,12 @@ def main(argv: list[str] | None = None) -> int:
         help="cap on a layer's input plus output activation bytes",
     )
     parser.add_argument("--no-ablation", action="store_true", help="skip PR without mapping")
-    parser.add_argument("--workspace", type=Path, default=HERE.parent)
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "prmodel-pr-claim",
+        help="kept between runs, so a rerun resumes (the built test networks take ~1.4 GB)",
+    )
     parser.add_argument("--name", default="bench_pr_claim", help="stem of the results files")
     args = parser.parse_args(argv)
 

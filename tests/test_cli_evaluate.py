@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import onnx
 import pytest
 from typer.testing import CliRunner
 
 from prmodel.cli import app
 from prmodel.cli._evaluate import EvaluateCommandError
+from prmodel.workflows.evaluation_results import EvaluationError
+from prmodel.zoo import tiny_vgg
 
 runner = CliRunner()
 
@@ -78,3 +81,18 @@ def test_bad_values_are_one_sentence_errors(
         args += list(extra)
     with pytest.raises(EvaluateCommandError, match=fragment):
         runner.invoke(app, args, catch_exceptions=False)
+
+
+def test_the_network_prior_from_the_command_line(tmp_path: Path) -> None:
+    """--prior-networks feeds the networks sampler; without it the sampler is refused."""
+    prior = tmp_path / "tiny_vgg.onnx"
+    onnx.save(tiny_vgg(), str(prior))
+    args = _args(tmp_path, "--no-track", "--json")
+    args[args.index("pr,random")] = "random,networks"
+    with pytest.raises(EvaluationError, match="needs prior networks"):
+        runner.invoke(app, args, catch_exceptions=False)
+    assert not (tmp_path / "sweeps" / "measurements.sqlite").exists()  # refused before measuring
+    result = runner.invoke(app, [*args, "--prior-networks", str(prior)], catch_exceptions=False)
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert {r["sampler"] for r in data["curves"]} == {"random", "networks"}

@@ -42,7 +42,11 @@ def evaluate(
     kinds: Annotated[str, typer.Option(help="Comma-separated layer kinds.")] = "conv,dense",
     seeds: Annotated[int, typer.Option(help="Repetitions per (kind, sampler, budget).")] = 3,
     samplers: Annotated[
-        str, typer.Option(help="Comma-separated samplers: pr, random, adaptive.")
+        str,
+        typer.Option(
+            help="Comma-separated samplers: pr, random, adaptive, networks (the network "
+            "prior: needs --prior-networks)."
+        ),
     ] = "pr,random,adaptive",
     test_size: Annotated[int, typer.Option(help="Random test layers per kind.")] = 200,
     networks: Annotated[
@@ -51,6 +55,14 @@ def evaluate(
             "--networks",
             help="Reference ONNX networks (repeat the option); their layers join the test "
             "sets and their whole-network error is reported.",
+        ),
+    ] = None,
+    prior_networks: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--prior-networks",
+            help="ONNX networks the networks sampler draws around (repeat the option); "
+            "never the same as --networks.",
         ),
     ] = None,
     network_budget: Annotated[
@@ -68,7 +80,7 @@ def evaluate(
     workspace: WorkspaceOption = Path("."),
     as_json: JsonOption = False,
 ) -> None:
-    """Compare PR, random and adaptive sampling: accuracy against the number of benchmarks.
+    """Compare PR, random, adaptive and network-prior sampling: accuracy against benchmarks.
 
     Measurements go through the workspace's store, so a rerun reuses them. The PR set is read
     from representatives/<target_id>.yaml, or selected first when missing.
@@ -91,7 +103,7 @@ def evaluate(
         noise_points=noise_points,
     )
     resolved = get_target(target)
-    for path in networks or []:
+    for path in [*(networks or []), *(prior_networks or [])]:
         if not path.is_file():
             raise EvaluateCommandError(f"network file {path} does not exist")
     report = evaluate_and_report(
@@ -99,6 +111,7 @@ def evaluate(
         workspace=Workspace.at(workspace),
         settings=settings,
         networks=networks or [],
+        prior_networks=prior_networks or [],
         folder=out,
         track=track,
         progress=not as_json,

@@ -224,7 +224,10 @@ def _prior_layers(
     networks: every sampler draws within the same bound of work.
     """
     if "networks" in settings.samplers and not networks:
-        raise EvaluationError("the networks sampler needs prior networks to draw around")
+        raise EvaluationError(
+            "the networks sampler needs prior networks to draw around "
+            "(prior_networks=..., or --prior-networks on the command line)"
+        )
     if "networks" not in settings.samplers:
         return {}
     spaces = settings.spaces

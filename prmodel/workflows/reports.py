@@ -224,6 +224,7 @@ def evaluate_and_report(
     workspace: Workspace,
     settings: EvaluationSettings | None = None,
     networks: Sequence[str | Path] = (),
+    prior_networks: Sequence[str | Path] = (),
     folder: Path | None = None,
     track: bool = True,
     progress: bool = True,
@@ -234,7 +235,9 @@ def evaluate_and_report(
         target: The target to evaluate on.
         workspace: The workspace (created if missing) whose store and PR set are used.
         settings: Kinds, budgets, samplers, seeds, test size, regressor.
-        networks: Reference ONNX networks.
+        networks: Test ONNX networks (their layers join the test sets).
+        prior_networks: ONNX networks the ``networks`` sampler draws around (never test
+            networks).
         folder: The report folder (default: ``<workspace>/benchmarks/results/<target_id>``).
         track: Log the evaluation as an MLflow run.
         progress: Progress bars on stderr.
@@ -245,6 +248,7 @@ def evaluate_and_report(
         workspace=workspace,
         settings=settings,
         networks=[str(p) for p in networks],
+        prior_networks=[str(p) for p in prior_networks],
         progress=progress,
     )
     folder = folder or workspace.results_dir / target.target_id
