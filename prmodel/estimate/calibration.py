@@ -71,9 +71,15 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from prmodel.errors import PrmodelError
+from prmodel.estimate.op_costs import (
+    BandwidthFit,
+    CalibrationSample,
+    bandwidth_fit_from_dict,
+    fit_unmodelled,
+    in_network_us,
+)
 from prmodel.targets.base import Target
 from prmodel.targets.identity import FROM_OTHER_MACHINE, MachineWarning, check_recorded
 from prmodel.workspace import Workspace
@@ -100,37 +106,11 @@ FULL_FORM_MIN_NETWORKS = 8
 """Networks from which the calibration uses :data:`FULL_FORM` instead of choosing terms."""
 CAP_CHOICES_US: tuple[float, ...] = (250.0, 500.0, 1000.0, 2000.0, 4000.0)
 """Caps tried for the ``capped`` term (µs); the fit keeps the one that predicts best."""
-MIN_OP_SAMPLES = 3
-"""Profiled kernels an op needs before it gets a bandwidth fit of its own."""
-MIN_PROFILED_SHARE = 0.1
-"""Least share of its profiled time a kernel keeps when the profiler's cost is taken off."""
-
 _MB = 1e6
 
 
 class CalibrationError(PrmodelError, ValueError):
     """A calibration that cannot be fitted, read or used (one sentence says why)."""
-
-
-@dataclass(frozen=True)
-class BandwidthFit:
-    """The cost of an unmodelled op: ``fixed_us + us_per_mb * MB moved`` (op ``*``: any)."""
-
-    op: str
-    fixed_us: float
-    us_per_mb: float
-    samples: int
-    mape: float
-
-    def predict(self, bytes_moved: npt.ArrayLike) -> npt.NDArray[np.float64]:
-        """Predicted microseconds for kernels moving ``bytes_moved`` bytes."""
-        moved = np.asarray(bytes_moved, dtype=np.float64)
-        return self.fixed_us + self.us_per_mb * moved / _MB
-
-    @property
-    def gbps(self) -> float | None:
-        """The fitted bandwidth in GB/s (None where traffic did not explain the time)."""
-        return 1e3 / self.us_per_mb if self.us_per_mb > 0 else None
 
 
 @dataclass(frozen=True)
@@ -151,20 +131,6 @@ class NetworkFit:
     @property
     def error_pct(self) -> float:
         return 100 * (self.calibrated_us - self.measured_us) / self.measured_us
-
-
-@dataclass(frozen=True)
-class CalibrationSample:
-    """One measured network: its total and its per-kernel estimate table.
-
-    ``kernels`` needs the columns ``op``, ``status``, ``predicted_us``, ``bytes_moved`` and
-    ``weight_bytes`` (as :class:`prmodel.estimate.estimator.NetworkEstimate.layers` has them) and,
-    for the unmodelled-op fit, ``measured_us`` (profiled kernel time, NaN where unknown).
-    """
-
-    name: str
-    measured_us: float
-    kernels: pd.DataFrame
 
 
 @dataclass(frozen=True)
@@ -323,7 +289,7 @@ class Calibration:
                 weight_cap_bytes=int(data["weight_cap_bytes"]),
                 core_cache_bytes=int(data.get("core_cache_bytes", DEFAULT_CORE_CACHE_BYTES)),
                 terms=tuple(data["terms"]),
-                unmodelled=tuple(_bandwidth_fit(f) for f in data.get("unmodelled", ())),
+                unmodelled=tuple(bandwidth_fit_from_dict(f) for f in data.get("unmodelled", ())),
                 networks=tuple(_network_fit(n) for n in data.get("networks", ())),
                 excluded=tuple(str(name) for name in data.get("excluded", ())),
                 loo_mape=data.get("loo_mape"),
@@ -479,64 +445,6 @@ def fit_calibration(
     return replace(calibration, networks=networks)
 
 
-def in_network_us(sample: CalibrationSample) -> npt.NDArray[np.float64]:
-    """Each kernel's profiled time less the profiler's own per-kernel cost (NaN: not profiled).
-
-    A profiled run times every kernel but adds a few µs of bookkeeping to each, so profiled
-    times sum to more than the network's plain (unprofiled) run: 0-44 % more on the
-    reference networks, most where kernels are small. That excess, spread evenly over the
-    profiled kernels, is taken off each of them; a kernel keeps at least
-    :data:`MIN_PROFILED_SHARE` of its profiled time.
-    """
-    kernels = sample.kernels
-    if "measured_us" not in kernels.columns:
-        return np.full(len(kernels), np.nan)
-    profiled = kernels["measured_us"].to_numpy(dtype=np.float64)
-    timed = (kernels["status"] != "free").to_numpy() & (profiled > 0)
-    if not timed.any():
-        return np.full(len(kernels), np.nan)
-    excess = max(0.0, float(profiled[timed].sum()) - sample.measured_us) / int(timed.sum())
-    corrected = np.maximum(profiled - excess, MIN_PROFILED_SHARE * profiled)
-    return np.where(timed, corrected, np.nan)
-
-
-def fit_unmodelled(samples: Sequence[CalibrationSample]) -> tuple[BandwidthFit, ...]:
-    """Per-op and all-op ``fixed + bytes`` fits of the in-network times of unmodelled kernels.
-
-    The times are the profiled ones less the profiler's cost (:func:`in_network_us`).
-    """
-    frames = [
-        s.kernels.assign(measured_us=in_network_us(s))
-        for s in samples
-        if "measured_us" in s.kernels.columns
-    ]
-    if not frames:
-        return ()
-    rows = pd.concat(frames, ignore_index=True)
-    rows = rows[
-        (rows["status"] == "unmodelled") & rows["measured_us"].notna() & (rows["bytes_moved"] > 0)
-    ]
-    fits = []
-    for op, group in rows.groupby("op", sort=True):
-        if len(group) >= MIN_OP_SAMPLES:
-            fits.append(_bandwidth_fit_of(str(op), group))
-    if len(rows) >= MIN_OP_SAMPLES:
-        fits.append(_bandwidth_fit_of("*", rows))
-    return tuple(fits)
-
-
-def _bandwidth_fit_of(op: str, rows: pd.DataFrame) -> BandwidthFit:
-    from scipy.optimize import nnls  # 0.2 s to import: only fitting needs it, never estimating
-
-    moved = rows["bytes_moved"].to_numpy(dtype=np.float64) / _MB
-    measured = rows["measured_us"].to_numpy(dtype=np.float64)
-    design = np.column_stack([np.ones_like(moved), moved])
-    (fixed, per_mb), _ = nnls(design, measured)
-    predicted = fixed + per_mb * moved
-    errors = np.abs(predicted - measured) / np.maximum(measured, 1e-9)
-    return BandwidthFit(op, float(fixed), float(per_mb), len(rows), float(100 * errors.mean()))
-
-
 def _features_by_cap(
     base: Calibration, samples: Sequence[CalibrationSample]
 ) -> dict[float, np.ndarray]:
@@ -635,16 +543,6 @@ def _fit(
         coefficients[3],
         coefficients[4],
         coefficients[5],
-    )
-
-
-def _bandwidth_fit(data: Mapping[str, Any]) -> BandwidthFit:
-    return BandwidthFit(
-        op=str(data["op"]),
-        fixed_us=float(data["fixed_us"]),
-        us_per_mb=float(data["us_per_mb"]),
-        samples=int(data["samples"]),
-        mape=float(data["mape"]),
     )
 
 

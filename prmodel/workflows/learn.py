@@ -42,14 +42,13 @@ import pandas as pd
 from prmodel.errors import PrmodelError
 from prmodel.estimate.calibration import (
     Calibration,
-    CalibrationSample,
     calibration_path,
     core_cache_bytes,
     fit_calibration,
-    in_network_us,
     last_level_cache_bytes,
 )
 from prmodel.estimate.estimator import Estimator, model_digests
+from prmodel.estimate.op_costs import CalibrationSample, in_network_us
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.networks import NetworkMeasureSettings
 from prmodel.select.pr_file import MissingRepresentativesError, representatives_for
