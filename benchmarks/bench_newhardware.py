@@ -6,15 +6,13 @@ From an empty workspace on this machine the script
    it builds the training networks torch-free, profiles them (interleaved rounds) until the
    budget is spent, trains per-kind models on the in-network kernel times and fits the
    calibration, and saves them where ``prmodel estimate`` loads them;
-2. builds the 15 held-out networks (:func:`prmodel.zoo.held_out_networks`: architectures,
-   widths, resolutions and batch sizes outside the training networks), the 14 of the
-   second held-out set (:func:`prmodel.zoo.second_held_out_networks`) and the 15 of the
-   third (:func:`prmodel.zoo.third_held_out_networks`), reported apart: the first two have
-   informed choices (the training set's 96-px and batch-4 tiers, the calibration's rule for
-   small networks) and are development sets now; the third was chosen before any predictor
-   was scored on it and judges those choices. It measures them twice, each time with their
-   rounds interleaved: the truth is the mean of the two, the noise floor the MAPE between
-   them;
+2. builds the networks of every held-out set (:data:`prmodel.zoo.HELD_OUT_SETS`:
+   architectures, widths, resolutions and batch sizes outside the training networks),
+   reported apart: ``held-out``, ``held-out-b`` and ``held-out-c`` have informed choices
+   (the training set's tiers, the calibration's rule for small networks, the stopping rule)
+   and are development sets now; ``held-out-d`` was chosen before any predictor was scored
+   on it and judges those choices. It measures them twice, each time with their rounds
+   interleaved: the truth is the mean of the two, the noise floor the MAPE between them;
 3. estimates every held-out network with the saved predictor (``Estimator.load``, the
    ``prmodel estimate`` path) and reports the held-out MAPE, the share within ±10 %, the
    worst network and a per-network table;
@@ -80,11 +78,9 @@ from prmodel.workflows.network_profiles import (
 )
 from prmodel.workspace import Workspace
 from prmodel.zoo import (
+    HELD_OUT_SETS,
     build_networks,
-    held_out_networks,
     reference_networks,
-    second_held_out_networks,
-    third_held_out_networks,
 )
 
 HERE = Path(__file__).parent
@@ -127,9 +123,7 @@ def measure_held_out(
     """Build, map and measure the held-out networks twice (interleaved rounds each time)."""
     started = time.monotonic()
     named = [
-        *(("held-out", s) for s in held_out_networks()),
-        *(("held-out-b", s) for s in second_held_out_networks()),
-        *(("held-out-c", s) for s in third_held_out_networks()),
+        (name, spec) for name, make in HELD_OUT_SETS.items() for spec in make()
     ]
     specs = [spec for _, spec in named]
     paths = build_networks(specs, folder)

@@ -11,12 +11,7 @@ import onnx
 import pytest
 
 from prmodel.cli import main
-from prmodel.zoo import (
-    REFERENCE_NETWORKS,
-    held_out_networks,
-    second_held_out_networks,
-    third_held_out_networks,
-)
+from prmodel.zoo import HELD_OUT_SETS, REFERENCE_NETWORKS
 
 
 def _run(
@@ -40,10 +35,10 @@ def test_list_shows_every_set(
     facts = json.loads(out)
     names = [f["name"] for f in facts]
     assert names == list(REFERENCE_NETWORKS) + [
-        s.name
-        for s in (*held_out_networks(), *second_held_out_networks(), *third_held_out_networks())
+        s.name for make in HELD_OUT_SETS.values() for s in make()
     ]
-    assert {f["set"] for f in facts} == {"reference", "held-out", "held-out-b", "held-out-c"}
+    assert {f["set"] for f in facts} == {"reference", *HELD_OUT_SETS}
+    assert set(HELD_OUT_SETS) == {"held-out", "held-out-b", "held-out-c", "held-out-d"}
     code, out, _ = _run(["networks", "list", "held-out"], monkeypatch, capsys)
     assert code == 0 and "held-out networks (15)" in out and "resnet34_160" in out
     assert max(len(line.rstrip()) for line in out.splitlines()) <= 80

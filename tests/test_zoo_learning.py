@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from prmodel.zoo import ZooError, held_out_networks, reference_networks, third_held_out_networks
+from prmodel.zoo import (
+    ZooError,
+    fourth_held_out_networks,
+    held_out_networks,
+    reference_networks,
+    third_held_out_networks,
+)
 from prmodel.zoo.learning import (
     LARGE_BATCH,
     SMALLEST_RESOLUTION,
@@ -67,8 +73,10 @@ def test_every_reference_network_comes_at_batch_4_and_96_px() -> None:
         assert (spec.builder, tuple(sorted(wanted.items()))) in options, spec.name
 
 
-@pytest.mark.parametrize("held_out", third_held_out_networks(), ids=lambda s: s.name)
-def test_the_third_held_out_set_is_refused_too(held_out: NetworkSpec) -> None:
+@pytest.mark.parametrize(
+    "held_out", [*third_held_out_networks(), *fourth_held_out_networks()], ids=lambda s: s.name
+)
+def test_the_newer_held_out_sets_are_refused_too(held_out: NetworkSpec) -> None:
     assert is_held_out(NetworkSpec("renamed", held_out.builder, dict(held_out.kwargs)))
     with pytest.raises(ZooError, match="held-out"):
         check_not_held_out([held_out])

@@ -4,10 +4,10 @@ reference and held-out sets, tiny test networks, and an optional torchvision exp
 The builders (:mod:`~prmodel.zoo.classic`, :mod:`~prmodel.zoo.mobile`,
 :mod:`~prmodel.zoo.modern`) write, with onnx and numpy only, the graphs that torchvision's
 models give through PyTorch's ONNX exporter in eval mode, with seeded random weights (nothing
-is downloaded). :func:`reference_networks` and :func:`held_out_networks` name two sets of them;
-:func:`build_networks` writes a set into a folder. The ``tiny_*`` networks are small test
-networks. :func:`export_network` and :func:`export_all` export torchvision's own models and
-need the optional ``zoo`` extra (torch, torchvision). See docs/networks.md.
+is downloaded). :func:`reference_networks` names the reference set and :data:`HELD_OUT_SETS`
+the held-out sets; :func:`build_networks` writes a set into a folder. The ``tiny_*`` networks
+are small test networks. :func:`export_network` and :func:`export_all` export torchvision's
+own models and need the optional ``zoo`` extra (torch, torchvision). See docs/networks.md.
 """
 
 from prmodel.zoo.builder import IR_VERSION, OPSET, GraphBuilder, ZooError
@@ -16,10 +16,12 @@ from prmodel.zoo.mobile import efficientnet, mnasnet, mobilenet_v2, mobilenet_v3
 from prmodel.zoo.modern import convnext, regnet_y
 from prmodel.zoo.sets import (
     ARCHITECTURES,
+    HELD_OUT_SETS,
     NETWORK_SETS,
     NetworkSpec,
     build_networks,
     describe,
+    fourth_held_out_networks,
     held_out_networks,
     network_spec,
     parameter_count,
@@ -39,6 +41,7 @@ from prmodel.zoo.torchvision_export import (
 
 __all__ = [
     "ARCHITECTURES",
+    "HELD_OUT_SETS",
     "IR_VERSION",
     "NETWORK_SETS",
     "OPSET",
@@ -56,6 +59,7 @@ __all__ = [
     "efficientnet",
     "export_all",
     "export_network",
+    "fourth_held_out_networks",
     "googlenet",
     "held_out_networks",
     "mnasnet",

@@ -16,8 +16,8 @@ training, 0.93 times. Batch is the same story: trained on batch 1 and 2, a batch
 classifier Gemm (1024 -> 1000, M = 4: weight-bound, 167 µs in a network) was predicted 255
 µs, its time per batch row at batch 2 times 4. So every reference network also comes at batch
 4, at 96 px where it costs about what the network costs at 224 px and batch 1; on the two
-development held-out sets (:func:`held_out_networks`, :func:`second_held_out_networks`, see
-:func:`~prmodel.zoo.sets.third_held_out_networks`) it took MobileNet V3 small at 160 px and
+development held-out sets (:func:`~prmodel.zoo.sets.held_out_networks`,
+:func:`~prmodel.zoo.sets.second_held_out_networks`) it took MobileNet V3 small at 160 px and
 batch 4 from +26 % to +14 % and their MAPE from 4.4 % to 4.2 % (2-core AMD EPYC, AVX-512).
 Other widths of MobileNet V3 (0.5, 1.5) were tried the same way and left out: they made
 those sets worse (4.9 %).
@@ -40,13 +40,7 @@ from prmodel.zoo.builder import ZooError
 from prmodel.zoo.classic import densenet, squeezenet
 from prmodel.zoo.mobile import efficientnet, mnasnet, mobilenet_v2, shufflenet_v2
 from prmodel.zoo.modern import convnext, regnet_y
-from prmodel.zoo.sets import (
-    NetworkSpec,
-    held_out_networks,
-    reference_networks,
-    second_held_out_networks,
-    third_held_out_networks,
-)
+from prmodel.zoo.sets import HELD_OUT_SETS, NetworkSpec, reference_networks
 
 SMALLEST_RESOLUTION = 96
 """The first resolution variant of every reference network: 3x3 last feature maps (the
@@ -142,8 +136,9 @@ def network_identity(spec: NetworkSpec) -> tuple[str, tuple[tuple[str, Any], ...
 
 
 def is_held_out(spec: NetworkSpec) -> bool:
-    """Whether ``spec`` builds a network of :func:`held_out_networks` (or bears its name)."""
-    held_out = [*held_out_networks(), *second_held_out_networks(), *third_held_out_networks()]
+    """Whether ``spec`` builds a network of any held-out set (:data:`HELD_OUT_SETS`), or
+    bears its name."""
+    held_out = [spec for make in HELD_OUT_SETS.values() for spec in make()]
     identities = {network_identity(h) for h in held_out}
     return spec.name in {h.name for h in held_out} or network_identity(spec) in identities
 
@@ -152,7 +147,7 @@ def check_not_held_out(specs: Sequence[NetworkSpec]) -> None:
     """Refuse networks that are (or build the same network as) held-out ones.
 
     Raises:
-        ZooError: a spec names or builds a network of :func:`held_out_networks`.
+        ZooError: a spec names or builds a network of a held-out set.
     """
     for spec in specs:
         if is_held_out(spec):
