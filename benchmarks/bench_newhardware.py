@@ -17,8 +17,8 @@ From an empty workspace on this machine the script
    ``prmodel estimate`` path) and reports the held-out MAPE, the share within ±10 %, the
    worst network and a per-network table;
 4. draws a learning curve: held-out MAPE of predictors learned (``learn_from_profiles``)
-   from the first 3, 6, 10, 15, ... networks measured, against the minutes and kernels those
-   networks took (no extra measuring);
+   from the first 3, 6 and 10 networks measured and up to the end of every tier, against the
+   minutes and kernels those networks took (no extra measuring);
 5. for comparison, a lone-layer strategy (``--lone-layers N``, 0 skips it): N layers drawn
    by the network-prior sampler around the reference networks' layers, measured alone with
    the sweep runner, one model per kind, calibrated on the profiled reference networks (the
@@ -28,10 +28,15 @@ From an empty workspace on this machine the script
 ``--quick`` is a smoke run of about two minutes (1 minute of learning, 2 rounds, a short
 curve, no lone layers); its figures say only that the path works.
 
+Step 1 runs with learn's stop rule (``--stop-at``, default 3 %): where it stops early, the
+script then goes on with the tiers it skipped, within the budget left, and scores that
+predictor too, so the results show what the stop saved and what it cost; the learning
+curve has a point at the end of every tier.
+
 Run: ``.venv/bin/python benchmarks/bench_newhardware.py [--minutes 10] [--rounds 5]
-[--lone-layers 300] [--workspace DIR] [--quick]``. Writes
+[--lone-layers 300] [--stop-at 3] [--workspace DIR] [--quick] [--name STEM]``. Writes
 ``benchmarks/results/bench_newhardware.json`` and ``.md`` (``bench_newhardware_quick.*``
-with ``--quick``).
+with ``--quick``, ``STEM.*`` with ``--name``).
 """
 
 from __future__ import annotations
@@ -70,7 +75,12 @@ from prmodel.targets import Target, get_target
 from prmodel.targets.cpu import machine_info
 from prmodel.train.model import LatencyModel
 from prmodel.workflows.calibrate import measure_networks
-from prmodel.workflows.learn import LearnReport, learn_from_profiles, learn_target
+from prmodel.workflows.learn import (
+    DEFAULT_STOP_PCT,
+    LearnReport,
+    learn_from_profiles,
+    learn_target,
+)
 from prmodel.workflows.network_profiles import (
     kernel_layers,
     matching_rows,
@@ -82,11 +92,13 @@ from prmodel.zoo import (
     build_networks,
     reference_networks,
 )
+from prmodel.zoo.learning import learning_tiers
 
 HERE = Path(__file__).parent
 RESULTS = HERE / "results"
-CURVE_POINTS = (3, 6, 10, 15, 25, 40, 60)
-"""Learning-curve points: predictors learned from the first N networks measured (and all)."""
+CURVE_POINTS = (3, 6, 10)
+"""Learning-curve points: predictors learned from the first N networks measured, and from
+the networks up to the end of each tier (:func:`tier_ends`), and from all."""
 LONE_SETTINGS = MeasureSettings(max_rounds=7, max_seconds_per_point=10.0)
 """How the lone-layer comparison measures its layers (3-7 interleaved rounds)."""
 LONE_RANDOM_SHARE = 0.2
@@ -122,9 +134,7 @@ def measure_held_out(
 ) -> HeldOut:
     """Build, map and measure the held-out networks twice (interleaved rounds each time)."""
     started = time.monotonic()
-    named = [
-        (name, spec) for name, make in HELD_OUT_SETS.items() for spec in make()
-    ]
+    named = [(name, spec) for name, make in HELD_OUT_SETS.items() for spec in make()]
     specs = [spec for _, spec in named]
     paths = build_networks(specs, folder)
     mapper = Estimator(target, {}, strict=False)
@@ -215,6 +225,16 @@ def learning_curve(
             f"{figures['mape']:.2f} %, within ±10 % {figures['within_10']:.0f} %"
         )
     return curve
+
+
+def tier_ends(order: Sequence[str]) -> list[int]:
+    """How many networks of ``order`` come up to the end of each learning tier."""
+    tier_of = {spec.name: i for i, tier in enumerate(learning_tiers()) for spec in tier.networks}
+    return [
+        position + 1
+        for position, name in enumerate(order)
+        if position + 1 == len(order) or tier_of.get(order[position + 1]) != tier_of.get(name)
+    ]
 
 
 # -- the lone-layer comparison --------------------------------------------------------------------
@@ -361,6 +381,9 @@ def learned_summary(report: LearnReport) -> dict[str, Any]:
         "training_check_within_10": report.within_10,
         "kinds": report.to_dict()["kinds"],
         "order": list(report.networks),
+        "stop_pct": report.stop_pct,
+        "stopped_after": report.stopped_after,
+        "tier_checks": [check.to_dict() for check in report.tier_checks],
     }
 
 
@@ -379,6 +402,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         f"{learned['data_minutes']:.1f} min of building, profiling and mapping "
         f"(budget {result['settings']['minutes']:g} min); trained in "
         f"{learned['train_seconds']:.0f} s",
+        *_stop_lines(result),
         f"- held-out ({len(held['networks'])} networks): MAPE **{held['mape']:.2f} %**, "
         f"within ±10 %: {held['within_10']:.0f} %, worst {held['worst']['network']} "
         f"{held['worst']['error_pct']:+.1f} %",
@@ -423,6 +447,7 @@ def markdown(result: Mapping[str, Any]) -> str:
             + f"{point['within_10']:.0f} | {point['worst']['network']} "
             f"{point['worst']['error_pct']:+.1f} % |"
         )
+    lines += _tier_check_lines(result)
     lone = result["lone_layers"]
     lines += ["", "## Lone layers (network prior, calibrated on the reference profiles)", ""]
     if "curve" in lone:
@@ -446,6 +471,54 @@ def markdown(result: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _stop_lines(result: Mapping[str, Any]) -> list[str]:
+    learned = result["learned"]
+    checks = learned["tier_checks"]
+    seconds = sum(check["seconds"] for check in checks)
+    lines = []
+    if learned["stopped_after"] is not None:
+        lines.append(
+            f"- stopped after tier '{learned['stopped_after']}': predicted within "
+            f"{learned['stop_pct']:g} % before it was learned ({len(checks)} checks, "
+            f"{seconds:.0f} s of the budget)"
+        )
+    elif checks:
+        lines.append(
+            f"- no stop: no tier came within {learned['stop_pct']:g} % ({len(checks)} checks, "
+            f"{seconds:.0f} s of the budget)"
+        )
+    full = result.get("without_stop")
+    if full is not None:
+        held, more = full["held_out"], full["learned"]
+        by_set = ", ".join(f"{k} {v['mape']:.2f} %" for k, v in held["by_set"].items())
+        lines.append(
+            f"- without the stop (the skipped tiers measured after): {more['networks']} "
+            f"networks, {more['data_minutes']:.1f} min; held-out MAPE {held['mape']:.2f} % "
+            f"({by_set}), worst {held['worst']['network']} {held['worst']['error_pct']:+.1f} %"
+        )
+    return lines
+
+
+def _tier_check_lines(result: Mapping[str, Any]) -> list[str]:
+    checks = result["learned"]["tier_checks"]
+    if not checks:
+        return []
+    lines = [
+        "",
+        "## Tiers predicted before they were learned (learn's stop rule)",
+        "",
+        "| tier | networks | trained on | MAPE % | worst | seconds |",
+        "|---|---:|---:|---:|---|---:|",
+    ]
+    for check in checks:
+        lines.append(
+            f"| {check['tier']} | {check['networks']} | {check['trained_on']} | "
+            f"{check['mape']:.2f} | {check['worst']} {check['worst_error_pct']:+.1f} % | "
+            f"{check['seconds']:.0f} |"
+        )
+    return lines
+
+
 # -- main ------------------------------------------------------------------------------------------
 
 
@@ -456,8 +529,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per training network")
     parser.add_argument("--held-out-rounds", type=int, default=5)
     parser.add_argument("--lone-layers", type=int, default=300, help="0 skips the comparison")
+    parser.add_argument("--stop-at", type=float, default=DEFAULT_STOP_PCT, help="learn's stop")
     parser.add_argument("--workspace", type=Path, help="default: a new empty folder")
     parser.add_argument("--quick", action="store_true", help="a two-minute smoke run")
+    parser.add_argument("--name", help="results file stem (default: bench_newhardware[_quick])")
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.rounds, args.held_out_rounds, args.lone_layers = 1.0, 2, 2, 0
@@ -467,16 +542,19 @@ def main() -> None:
     target = get_target(args.target)
     machine = machine_info(libraries=("onnxruntime", "xgboost"))
     started = time.monotonic()
+    settings = NetworkMeasureSettings(rounds=args.rounds)
     report = learn_target(
         target,
         workspace=workspace,
         minutes=args.minutes,
-        settings=NetworkMeasureSettings(rounds=args.rounds),
+        stop_pct=args.stop_at,
+        settings=settings,
         on_note=print,
     )
     print(
         f"learned from {len(report.networks)} networks ({report.kernels} kernels) in "
         f"{report.data_seconds / 60:.1f} min of measuring; trained in {report.train_seconds:.0f} s"
+        + (f"; stopped after tier {report.stopped_after!r}" if report.stopped_after else "")
     )
     held_settings = NetworkMeasureSettings(
         rounds=args.held_out_rounds,
@@ -491,6 +569,28 @@ def main() -> None:
         f"worst {saved['worst']['network']} {saved['worst']['error_pct']:+.1f} %; noise floor "
         f"{held_out.noise_mape:.2f} %"
     )
+    unstopped: dict[str, Any] | None = None
+    if report.stopped_after is not None:
+        # What the stop saved: go on with the tiers it skipped, within the budget left.
+        left = args.minutes - (report.measure_seconds / 60)
+        print(f"going on without the stop rule ({left:.1f} min of the budget left)")
+        full = learn_target(
+            target,
+            workspace=workspace,
+            minutes=max(left, 0.0),
+            stop_pct=0,
+            settings=settings,
+            on_note=print,
+        )
+        figures = score(Estimator.load(workspace, target), held_out)
+        unstopped = {"learned": learned_summary(full), "held_out": figures}
+        print(
+            f"without the stop: {len(full.networks)} networks, held-out MAPE "
+            f"{figures['mape']:.2f} %"
+        )
+        report_for_curve = full
+    else:
+        report_for_curve = report
     whole = read_profiles(report.data_set)
     fingerprint = str(whole["fingerprint_hash"].iloc[0]) if len(whole) else ""
     rows = matching_rows(
@@ -499,9 +599,10 @@ def main() -> None:
         fingerprint_hash=fingerprint,
         protocol_hash=str(whole["protocol_hash"].iloc[0]) if len(whole) else "",
     )
-    rows = rows[rows["network"].isin(report.networks)].reset_index(drop=True)
-    points = (3, 6) if args.quick else CURVE_POINTS
-    curve = learning_curve(rows, report.networks, target, held_out, points)
+    order = report_for_curve.networks
+    rows = rows[rows["network"].isin(order)].reset_index(drop=True)
+    points = (3, 6) if args.quick else (*CURVE_POINTS, *tier_ends(order))
+    curve = learning_curve(rows, order, target, held_out, points)
     lone: dict[str, Any] = {"skipped": "--lone-layers 0" + (" (--quick)" if args.quick else "")}
     if args.lone_layers > 0:
         lone = lone_layer_curve(rows, target, workspace, held_out, args.lone_layers)
@@ -515,17 +616,19 @@ def main() -> None:
             "rounds": args.rounds,
             "held_out_rounds": args.held_out_rounds,
             "lone_layers": args.lone_layers,
+            "stop_at": args.stop_at,
             "quick": args.quick,
         },
         "wall_minutes": (time.monotonic() - started) / 60,
         "learned": learned_summary(report),
         "held_out": saved,
+        "without_stop": unstopped,
         "noise_mape": held_out.noise_mape,
         "held_out_seconds": held_out.seconds,
         "curve": curve,
         "lone_layers": lone,
     }
-    stem = "bench_newhardware_quick" if args.quick else "bench_newhardware"
+    stem = args.name or ("bench_newhardware_quick" if args.quick else "bench_newhardware")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown(result))

@@ -31,10 +31,16 @@ from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.base import fingerprint_hash
 from prmodel.train.artifacts import file_sha256, list_model_cards
-from prmodel.workflows.learn import LearnError, learn_target
+from prmodel.workflows.learn import (
+    LearnError,
+    learn_from_profiles,
+    learn_target,
+    predict_profiled,
+)
 from prmodel.workflows.network_profiles import PROFILE_SET, profiles_path, read_profiles
 from prmodel.workspace import Workspace
 from prmodel.zoo import tiny_mobilenet, tiny_resnet, tiny_vgg
+from prmodel.zoo.learning import LearningTier
 from prmodel.zoo.sets import NetworkSpec, build_networks, held_out_networks
 
 CONTEXT = 1.15
@@ -368,7 +374,9 @@ def test_learn_command_reports_what_it_learned_in_80_columns(
     workspace = Workspace.at(tmp_path / "ws")
     target = ProfilingTarget()
     monkeypatch.setattr("prmodel.cli._learn.get_target", lambda spec: target)
-    monkeypatch.setattr("prmodel.workflows.learn.learning_networks", lambda: TRAINING)
+    monkeypatch.setattr(
+        "prmodel.workflows.learn.learning_tiers", lambda: [LearningTier("all", tuple(TRAINING))]
+    )
     monkeypatch.setenv("COLUMNS", "80")
     code, out, err = _run(
         ["learn", "-t", "analytic", "-w", str(workspace.root), "--minutes", "0", "--rounds", "2"],
@@ -432,3 +440,100 @@ def test_a_pr_file_gives_the_models_its_architecture_features(tmp_path: Path) ->
     assert conv.representatives_sha256 == file_sha256(pr_path)
     assert not conv.plateau_mapping  # in-network kernels sit anywhere on a plateau
     assert not any("no PR file" in note for note in notes)
+
+
+# -- tiers and the stop rule -------------------------------------------------------------------
+
+EXTRA = [_spec("resnet", 44, 16), _spec("mobilenet", 36, 24), _spec("vgg", 32, 8, 2)]
+TIERS = [
+    LearningTier("first", tuple(TRAINING[:9])),
+    LearningTier("second", tuple(TRAINING[9:])),
+    LearningTier("third", tuple(EXTRA)),
+]
+
+
+def _learn_tiers(tmp_path: Path, stop_pct: float, **options: Any) -> tuple[Any, ProfilingTarget]:
+    target = ProfilingTarget()
+    report = learn_target(
+        target,
+        workspace=Workspace.at(tmp_path),
+        tiers=options.pop("tiers", TIERS),
+        minutes=options.pop("minutes", 60),
+        stop_pct=stop_pct,
+        settings=QUICK,
+        folds=3,
+        model_params=FAST,
+        progress=False,
+        clock=target.clock,
+        **options,
+    )
+    return report, target
+
+
+def test_learning_stops_after_a_tier_predicted_within_the_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("prmodel.workflows.learn.CHECK_MIN_NETWORKS", 9)
+    report, target = _learn_tiers(tmp_path, stop_pct=1000)
+    (check,) = report.tier_checks
+    assert (check.tier, check.networks, check.trained_on) == ("second", 9, 9)
+    assert report.stopped_after == "second"
+    assert sum(target.calls) == 18  # the third tier was never measured
+    assert sorted(report.skipped) == sorted(spec.name for spec in EXTRA)
+    assert len(report.networks) == 18
+    assert report.to_dict()["stopped_after"] == "second"
+
+
+def test_a_tier_predicted_worse_than_the_threshold_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("prmodel.workflows.learn.CHECK_MIN_NETWORKS", 9)
+    report, target = _learn_tiers(tmp_path, stop_pct=1e-9)
+    (check,) = report.tier_checks
+    assert check.mape > 1e-9 and check.tier == "second"
+    assert report.stopped_after is None
+    assert sum(target.calls) == 21 and report.skipped == ()
+
+
+def test_no_check_below_the_threshold_of_zero_or_too_few_networks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report, target = _learn_tiers(tmp_path / "zero", stop_pct=0)
+    assert report.tier_checks == () and sum(target.calls) == 21
+    report, target = _learn_tiers(tmp_path / "few", stop_pct=1000)  # 9 < CHECK_MIN_NETWORKS
+    assert report.tier_checks == () and sum(target.calls) == 21
+
+
+def test_networks_measured_before_are_used_whatever_the_checks_say(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _learn_tiers(tmp_path, stop_pct=0)  # every tier measured
+    monkeypatch.setattr("prmodel.workflows.learn.CHECK_MIN_NETWORKS", 9)
+    report, target = _learn_tiers(tmp_path, stop_pct=1000)
+    assert target.calls == [] and report.tier_checks == ()
+    assert len(report.reused) == 21
+
+
+def test_the_stop_rule_and_the_tiers_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(LearnError, match="stop threshold"):
+        _learn_tiers(tmp_path, stop_pct=-1)
+    with pytest.raises(LearnError, match="not both"):
+        _learn_tiers(tmp_path, stop_pct=3, networks=TRAINING)
+
+
+def test_profiled_rows_are_predicted_as_the_estimator_predicts_the_network(
+    learned: tuple[Workspace, ProfilingTarget, Any], tmp_path: Path
+) -> None:
+    _, target, report = learned
+    rows = read_profiles(report.data_set)
+    first = [spec.name for spec in TRAINING[:12]]
+    predictor = learn_from_profiles(
+        rows[rows["network"].isin(first)], target, folds=3, model_params=FAST
+    )
+    rest = TRAINING[12:]
+    predicted = predict_profiled(
+        predictor, rows[rows["network"].isin(s.name for s in rest)], target
+    )
+    estimator = predictor.estimator(target)
+    for path in build_networks(rest, tmp_path):
+        assert predicted[path.stem] == pytest.approx(estimator.predict(path).total_us, rel=1e-9)

@@ -17,6 +17,7 @@ from prmodel.zoo.learning import (
     check_not_held_out,
     is_held_out,
     learning_networks,
+    learning_tiers,
     network_identity,
     published_variants,
 )
@@ -80,3 +81,13 @@ def test_the_newer_held_out_sets_are_refused_too(held_out: NetworkSpec) -> None:
     assert is_held_out(NetworkSpec("renamed", held_out.builder, dict(held_out.kwargs)))
     with pytest.raises(ZooError, match="held-out"):
         check_not_held_out([held_out])
+
+
+def test_the_tiers_hold_the_learning_networks_in_order() -> None:
+    tiers = learning_tiers()
+    assert [s for tier in tiers for s in tier.networks] == learning_networks()
+    assert tiers[0].name == "reference" and len(tiers[0].networks) == len(reference_networks())
+    names = [tier.name for tier in tiers]
+    assert len(set(names)) == len(names)
+    assert "128 px" in names and "192 px" in names and "96 px, batch 8" in names
+    assert all(tier.networks for tier in tiers)

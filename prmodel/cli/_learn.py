@@ -51,15 +51,26 @@ def learn(
             "--rounds", min=1, help="Interleaved rounds per network (plain and profiled runs)."
         ),
     ] = 5,
+    stop_at: Annotated[
+        float,
+        typer.Option(
+            "--stop-at",
+            min=0,
+            help="Stop adding tiers of networks once the last tier, predicted before it was "
+            "learned, comes within this MAPE (percent); 0 measures until the budget ends.",
+        ),
+    ] = 3.0,
     json_output: JsonOption = False,
 ) -> None:
     """Learn a latency predictor for this machine by profiling whole networks.
 
     Builds networks without torch (the 15 reference networks, then variants at other
     resolutions, widths and batch sizes; never a held-out one), profiles them within the
-    time budget, trains one model per layer kind on their kernels' in-network times and
-    fits the calibration; `prmodel estimate` then uses them with no other step. A rerun
-    reuses every network this workspace measured before on this machine.
+    time budget in tiers, trains one model per layer kind on their kernels' in-network times
+    and fits the calibration; `prmodel estimate` then uses them with no other step. Before
+    each tier it predicts the tier before with models learned without it, and stops early
+    when that comes within --stop-at. A rerun reuses every network this workspace measured
+    before on this machine.
 
     Example: prmodel learn -t cpu --minutes 10
     """
@@ -73,6 +84,7 @@ def learn(
         get_target(target),
         workspace=Workspace.at(workspace).create(),
         minutes=minutes,
+        stop_pct=stop_at,
         settings=NetworkMeasureSettings(rounds=rounds),
         on_note=note,
     )
@@ -95,11 +107,20 @@ def _print_report(report: LearnReport) -> None:
         f"trained in {duration(report.train_seconds * 1e6)}",
         highlight=False,
     )
-    if report.skipped:
+    if report.stopped_after is not None:
+        console.print(
+            f"stopped after tier {report.stopped_after!r}: predicted within "
+            f"{report.stop_pct:g} % before it was learned; {len(report.skipped)} networks "
+            "left unmeasured (--stop-at 0 measures them)",
+            highlight=False,
+        )
+    elif report.skipped:
         console.print(
             f"the budget left {len(report.skipped)} networks unmeasured (--minutes for more)",
             highlight=False,
         )
+    if report.tier_checks:
+        _print_tier_checks(report)
     kinds = Table(title=f"models ({report.features})", box=box.SIMPLE_HEAD, pad_edge=False)
     for name in ("kind", "kernels", "networks", "target", "error %"):
         kinds.add_column(name, justify="left" if name in ("kind", "target") else "right")
@@ -120,6 +141,24 @@ def _print_report(report: LearnReport) -> None:
     console.print(f"calibration: {report.calibration.formula}", highlight=False)
     _print_check(report)
     console.print(f"saved to {report.models_dir} (data set: {report.data_set})", highlight=False)
+
+
+def _print_tier_checks(report: LearnReport) -> None:
+    grid = Table(
+        title="tiers predicted before they were learned", box=box.SIMPLE_HEAD, pad_edge=False
+    )
+    for name in ("tier", "networks", "trained on", "MAPE %", "worst", "error %"):
+        grid.add_column(name, justify="left" if name in ("tier", "worst") else "right")
+    for check in report.tier_checks:
+        grid.add_row(
+            check.tier,
+            str(check.networks),
+            str(check.trained_on),
+            percent(check.mape),
+            check.worst,
+            percent(check.worst_error_pct, signed=True),
+        )
+    console.print(grid)
 
 
 SHOWN_NETWORKS = 12

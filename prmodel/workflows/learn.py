@@ -31,6 +31,7 @@ import json
 import math
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -57,7 +58,7 @@ from prmodel.targets.base import NetworkRunner, Target, fingerprint_hash
 from prmodel.targets.profiles import HardwareProfile
 from prmodel.train.artifacts import file_sha256, list_model_cards, save_model
 from prmodel.train.in_network import DEFAULT_FOLDS, InNetworkFit, KindFit, fit_in_network_models
-from prmodel.train.model import LatencyModel
+from prmodel.train.model import ExtrapolationWarning, LatencyModel
 from prmodel.train.training import training_digest
 from prmodel.workflows.network_profiles import (
     PROFILE_SET,
@@ -70,11 +71,19 @@ from prmodel.workflows.network_profiles import (
 )
 from prmodel.workflows.profiling import NetworkProfiler
 from prmodel.workspace import Workspace
-from prmodel.zoo.learning import check_not_held_out, learning_networks
+from prmodel.zoo.learning import LearningTier, check_not_held_out, learning_tiers
 from prmodel.zoo.sets import NetworkSpec
 
 DEFAULT_MINUTES = 10.0
 """The default time budget for building, measuring and mapping networks."""
+DEFAULT_STOP_PCT = 3.0
+"""Stop adding tiers once the last tier measured was predicted within this MAPE (percent) by
+the models learned before it: networks of a kind not yet seen already come out as close as
+the accuracy prmodel aims for, so measuring more is unlikely to pay."""
+CHECK_MIN_NETWORKS = 25
+"""Networks a check's models must have learned from (fewer: no check, measuring goes on)."""
+CHECK_FOLDS = 3
+"""Folds of the check's models (fewer than the final fit's: a check must be quick)."""
 LEARNED_FORMS: tuple[tuple[str, ...], ...] = (
     ("scale",),
     ("scale", "offset"),
@@ -102,6 +111,26 @@ class NetworkCheck:
     @property
     def error_pct(self) -> float:
         return 100 * (self.predicted_us - self.measured_us) / self.measured_us
+
+
+@dataclass(frozen=True)
+class TierCheck:
+    """A tier's networks predicted by models learned from the tiers before it only.
+
+    This is an error on networks the models never saw, from measurements learn made anyway:
+    when it is small, the next tier is unlikely to teach much, and learn stops.
+    """
+
+    tier: str
+    networks: int
+    trained_on: int
+    mape: float
+    worst: str
+    worst_error_pct: float
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -142,6 +171,11 @@ class LearnReport:
     models_dir: Path
     calibration_file: Path
     notes: tuple[str, ...] = ()
+    tier_checks: tuple[TierCheck, ...] = ()
+    stopped_after: str | None = None
+    """The tier after which learning stopped because it was predicted within the stop
+    threshold (None: it went on until the tiers or the budget ended)."""
+    stop_pct: float = 0.0
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -201,6 +235,9 @@ class LearnReport:
             "models_dir": str(self.models_dir),
             "calibration_file": str(self.calibration_file),
             "notes": list(self.notes),
+            "stop_pct": self.stop_pct,
+            "tier_checks": [check.to_dict() for check in self.tier_checks],
+            "stopped_after": self.stopped_after,
         }
 
 
@@ -212,7 +249,9 @@ def learn_target(
     *,
     workspace: Workspace,
     networks: Sequence[NetworkSpec] | None = None,
+    tiers: Sequence[LearningTier] | None = None,
     minutes: float = DEFAULT_MINUTES,
+    stop_pct: float = DEFAULT_STOP_PCT,
     settings: NetworkMeasureSettings | None = None,
     folds: int = DEFAULT_FOLDS,
     seed: int = 0,
@@ -226,10 +265,17 @@ def learn_target(
     Args:
         target: A target that runs whole networks (ONNX Runtime: cpu, cuda, ...).
         workspace: Holds the data set, the models and the calibration (created if missing).
-        networks: The training networks, in the order to measure them (default:
-            :func:`~prmodel.zoo.learning.learning_networks`); never held-out ones.
-        minutes: Time budget for building, measuring and mapping networks; measuring
-            stops adding networks when it is spent (0: train on what was measured before).
+        networks: The training networks, in the order to measure them, as one tier
+            (default: the tiers of :func:`~prmodel.zoo.learning.learning_tiers`); never
+            held-out ones.
+        tiers: The training networks in tiers instead (not with ``networks``).
+        minutes: Time budget for building, measuring, mapping and checking networks;
+            measuring stops adding networks when it is spent (0: train on what was
+            measured before).
+        stop_pct: Before measuring a tier, the tier before it is predicted by models
+            learned from the tiers before that; within this MAPE, learning stops there
+            (0: never, measure until the tiers or the budget end). Networks measured
+            before are always used.
         settings: How each network is timed (rounds, runs, profiled runs).
         folds: Folds of networks for the out-of-fold check and the calibration.
         seed: Seed of the folds and the regressors.
@@ -253,7 +299,13 @@ def learn_target(
         )
     if not (math.isfinite(minutes) and minutes >= 0):
         raise LearnError(f"the time budget must be 0 minutes or more, got {minutes}")
-    specs = list(learning_networks() if networks is None else networks)
+    if networks is not None and tiers is not None:
+        raise LearnError("give the training networks either as networks or as tiers, not both")
+    if not (math.isfinite(stop_pct) and stop_pct >= 0):
+        raise LearnError(f"the stop threshold must be 0 % or more, got {stop_pct}")
+    if tiers is None:
+        tiers = learning_tiers() if networks is None else [LearningTier("given", tuple(networks))]
+    specs = [spec for tier in tiers for spec in tier.networks]
     if not specs:
         raise LearnError("no networks to learn from were given")
     try:
@@ -286,7 +338,20 @@ def learn_target(
     pending = [spec for spec in specs if spec.name not in reused]
     measuring = NetworkProfiler(target, settings, identity, clock=clock, budget_s=60 * minutes)
     measuring.learn_rates(known[known["network"].isin(reused)], specs)
-    measured = measuring.run(pending, path, progress=progress, on_note=note)
+    checking = _TierChecker(
+        target,
+        path,
+        identity,
+        stop_pct=stop_pct,
+        representatives=representatives,
+        seed=seed,
+        model_params=model_params,
+        clock=clock,
+    )
+    with measuring.showing(progress and bool(pending)):
+        measured, stopped_after = _measure_tiers(
+            tiers, reused, measuring, checking, path, progress=progress, note=note
+        )
     whole = read_profiles(path)
     rows = matching_rows(
         whole,
@@ -341,7 +406,163 @@ def learn_target(
         models_dir=models_dir,
         calibration_file=calibration_file,
         notes=tuple(measuring.notes),
+        tier_checks=tuple(checking.checks),
+        stopped_after=stopped_after,
+        stop_pct=stop_pct,
     )
+
+
+def _measure_tiers(
+    tiers: Sequence[LearningTier],
+    reused: set[str],
+    measuring: NetworkProfiler,
+    checking: _TierChecker,
+    path: Path,
+    *,
+    progress: bool,
+    note: Callable[[str], None],
+) -> tuple[set[str], str | None]:
+    """Measure the tiers' networks not measured before, tier by tier, until the tiers or the
+    budget end or a check says the last tier was predicted well enough. Returns the names
+    measured and the tier learning stopped after (None: no check stopped it)."""
+    measured: set[str] = set()
+    for index, tier in enumerate(tiers):
+        waiting = [spec for spec in tier.networks if spec.name not in reused]
+        if not waiting:
+            continue
+        if index >= 2 and measuring.left_s > 0:
+            done = reused | measured
+            check = checking.check(tiers[index - 1], tiers[: index - 1], done)
+            if check is not None:
+                measuring.spend(check.seconds)
+                note(
+                    f"check: the {check.networks} networks of tier {check.tier!r}, predicted "
+                    f"by models of {check.trained_on} networks before it, MAPE "
+                    f"{check.mape:.1f} % (worst {check.worst} {check.worst_error_pct:+.1f} %)"
+                )
+                if check.mape <= checking.stop_pct:
+                    note(
+                        f"stopped after tier {check.tier!r}: it came within "
+                        f"{checking.stop_pct:g} % before it was learned (--stop-at 0 goes on)"
+                    )
+                    return measured, check.tier
+        later = [
+            spec
+            for later in tiers[index + 1 :]
+            for spec in later.networks
+            if spec.name not in reused
+        ]
+        got = measuring.run(waiting, path, later=later, progress=progress, on_note=note)
+        measured |= got
+        if len(got) < len(waiting):
+            break  # the budget is spent (the profiler said so)
+    return measured, None
+
+
+class _TierChecker:
+    """Predicts a measured tier with models learned from the tiers before it."""
+
+    def __init__(
+        self,
+        target: Target,
+        path: Path,
+        identity: Mapping[str, str],
+        *,
+        stop_pct: float,
+        representatives: RepresentativeSet | None,
+        seed: int,
+        model_params: Mapping[str, Any] | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self.target = target
+        self.path = path
+        self.identity = identity
+        self.stop_pct = stop_pct
+        self.representatives = representatives
+        self.seed = seed
+        self.model_params = model_params
+        self.clock = clock
+        self.checks: list[TierCheck] = []
+
+    def check(
+        self, tier: LearningTier, before: Sequence[LearningTier], done: set[str]
+    ) -> TierCheck | None:
+        """``tier`` predicted by models of the ``before`` tiers' networks in ``done`` (None:
+        no stop threshold, too few networks before it, or none of it measured)."""
+        if self.stop_pct <= 0:
+            return None
+        earlier = {spec.name for t in before for spec in t.networks} & done
+        checked = {spec.name for spec in tier.networks} & done
+        if len(earlier) < CHECK_MIN_NETWORKS or not checked:
+            return None
+        started = self.clock()
+        rows = matching_rows(
+            read_profiles(self.path),
+            target_id=self.identity["target_id"],
+            fingerprint_hash=self.identity["fingerprint_hash"],
+            protocol_hash=self.identity["protocol_hash"],
+        )
+        learned = learn_from_profiles(
+            rows[rows["network"].isin(earlier)],
+            self.target,
+            representatives=self.representatives,
+            folds=CHECK_FOLDS,
+            seed=self.seed,
+            model_params=self.model_params,
+        )
+        tier_rows = rows[rows["network"].isin(checked)]
+        predicted = predict_profiled(learned, tier_rows, self.target)
+        truth = tier_rows.groupby("network", sort=False)["network_total_us"].first()
+        errors = 100 * (predicted - truth[predicted.index]) / truth[predicted.index]
+        worst = str(errors.abs().idxmax())
+        check = TierCheck(
+            tier=tier.name,
+            networks=len(errors),
+            trained_on=len(earlier),
+            mape=float(errors.abs().mean()),
+            worst=worst,
+            worst_error_pct=float(errors[worst]),
+            seconds=self.clock() - started,
+        )
+        self.checks.append(check)
+        return check
+
+
+def predict_profiled(learned: LearnedPredictor, rows: pd.DataFrame, target: Target) -> pd.Series:
+    """Each network of ``rows`` (network-profile rows) as ``learned`` estimates it from its
+    profiled kernels, without its ONNX file: a model's prediction for each kernel of a
+    learned kind, the calibration's byte-cost fit for the others, and the calibration's total
+    over them. Returns microseconds by network name."""
+    rows = rows.reset_index(drop=True)
+    layers = kernel_layers(rows)
+    running = (rows["status"] != "free").to_numpy()
+    predicted = np.zeros(len(rows))
+    modelled = np.zeros(len(rows), dtype=bool)
+    for kind, model in learned.models.items():
+        picked = {
+            i: layer
+            for i, layer in enumerate(layers)
+            if running[i]
+            and layer is not None
+            and layer.kind is kind
+            and target.unsupported_reason(layer) is None
+        }
+        if picked:
+            at = list(picked)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ExtrapolationWarning)
+                predicted[at] = model.predict(list(picked.values()))
+            modelled[at] = True
+    for index in np.flatnonzero(running & ~modelled):
+        fit = learned.calibration.unmodelled_fit(str(rows["op"].iloc[index]))
+        if fit is not None:
+            predicted[index] = float(fit.predict(rows["bytes_moved"].iloc[index]))
+    weights = rows["weight_bytes"].to_numpy(dtype=np.float64)
+    totals = {}
+    for name, group in rows.groupby("network", sort=False):
+        active = group.index[running[group.index]]
+        totals[str(name)] = learned.calibration.total_us(predicted[active], weights[active])
+    return pd.Series(totals, dtype=np.float64)
 
 
 def learn_from_profiles(
@@ -567,12 +788,17 @@ def _save(
 
 
 __all__ = [
+    "CHECK_FOLDS",
+    "CHECK_MIN_NETWORKS",
     "DEFAULT_MINUTES",
+    "DEFAULT_STOP_PCT",
     "LEARNED_FORMS",
     "LearnError",
     "LearnReport",
     "LearnedPredictor",
     "NetworkCheck",
+    "TierCheck",
     "learn_from_profiles",
     "learn_target",
+    "predict_profiled",
 ]

@@ -18,7 +18,7 @@ import statistics
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,7 +85,9 @@ class NetworkProfiler:
         self.rates: dict[str, list[float]] = {}
         self.notes: list[str] = []
         self.batches = 0
+        self.measured = 0
         self._sizes: dict[str, tuple[float, float]] = {}
+        self._bar: _Bar | None = None
 
     @property
     def runs_per_network(self) -> float:
@@ -125,38 +127,53 @@ class NetworkProfiler:
             + latency_s * (self.runs_per_network)
         )
 
+    @contextmanager
+    def showing(self, enabled: bool = True) -> Iterator[None]:
+        """Keep one progress bar (stderr) over every :meth:`run` inside the block."""
+        with _progress(enabled) as bar:
+            self._bar = bar
+            try:
+                yield
+            finally:
+                self._bar = None
+
     def run(
         self,
         pending: Sequence[NetworkSpec],
         path: Path,
         *,
+        later: Sequence[NetworkSpec] = (),
         progress: bool = True,
         on_note: Callable[[str], None] | None = None,
     ) -> set[str]:
         """Measure networks of ``pending`` in order while they fit the budget.
 
-        Their rows go to the data set at ``path`` after every batch. ``progress`` shows a
-        bar on stderr; ``on_note`` is told of every batch and of networks the budget left
-        out. Returns the names measured.
+        Their rows go to the data set at ``path`` after every batch. ``later`` are networks
+        a later run may measure: the bar's plan counts them. ``progress`` shows a bar on
+        stderr (unless :meth:`showing` holds one); ``on_note`` is told of every batch and of
+        networks the budget left out. Returns the names measured.
         """
         measured: set[str] = set()
         waiting = list(pending)
-        with _progress(progress and bool(self._next_batch(waiting, 1)[0])) as bar:
-            bar.plan(self.elapsed, self._planned(waiting), measured=0)
+        shown = self._bar is not None
+        enabled = progress and not shown and bool(self._next_batch(waiting, 1)[0])
+        with nullcontext(self._bar) if self._bar is not None else _progress(enabled) as bar:
+            bar.plan(self.elapsed, self._planned([*waiting, *later]), measured=self.measured)
             while waiting:
-                limit = FIRST_BATCH if not measured else MAX_BATCH
+                limit = FIRST_BATCH if not self.measured else MAX_BATCH
                 batch, predicted = self._next_batch(waiting, limit)
                 if not batch:
                     break
                 spent = self._batch(batch, predicted, path, bar)
                 measured.update(spec.name for spec in batch)
+                self.measured += len(batch)
                 waiting = [spec for spec in waiting if spec.name not in measured]
                 self._note(
                     f"measured {len(batch)} networks in {spent:.0f} s ({self.elapsed:.0f} of "
                     f"{self.budget_s:.0f} s spent)",
                     on_note,
                 )
-                bar.plan(self.elapsed, self._planned(waiting), measured=len(measured))
+                bar.plan(self.elapsed, self._planned([*waiting, *later]), measured=self.measured)
         if waiting:
             self._note(
                 f"the time budget ({self.budget_s / 60:g} min) left {len(waiting)} networks "
@@ -164,6 +181,15 @@ class NetworkProfiler:
                 on_note,
             )
         return measured
+
+    def spend(self, seconds: float) -> None:
+        """Count ``seconds`` of other work (checks between tiers) against the budget."""
+        self.elapsed += seconds
+
+    @property
+    def left_s(self) -> float:
+        """Seconds of the budget not yet spent."""
+        return max(self.budget_s - self.elapsed, 0.0)
 
     def _batch(
         self, batch: Sequence[NetworkSpec], predicted: Sequence[float], path: Path, bar: _Bar

@@ -3,10 +3,12 @@
 :func:`learning_networks` starts with the 15 reference networks and goes on with variants of
 the same architectures, so that the kernels a predictor learns from cover the sizes users
 meet: each reference network at 96 px and at 160 px, each at 96 px and batch 4, the other
-published depths and widths of its architecture, each reference network at batch 2, then at
-256 px. Measuring stops where the time budget ends, so the list is ordered by what is worth
-measuring first: the reference set, then the cheap resolution and batch variants, then the
-rest.
+published depths and widths of its architecture, each reference network at batch 2, at
+256 px, at 128 px and 192 px, and at 96 px and batch 8. The list comes in tiers
+(:func:`learning_tiers`), one per kind of variant: ``prmodel learn`` may stop between two
+tiers when the last one was already predicted well before it was learned, and measuring
+stops where the time budget ends, so the tiers are ordered by what is worth measuring
+first: the reference set, then the cheap resolution and batch variants, then the rest.
 
 The small resolutions come early because tree models do not extrapolate: trained on the 15
 reference networks alone (224 px, last feature maps 7x7), the kernels of the same networks
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from prmodel.zoo.builder import ZooError
 from prmodel.zoo.classic import densenet, squeezenet
@@ -53,6 +55,10 @@ BATCH = 2
 """The batch variant of every reference network."""
 LARGE_BATCH = 4
 """The batch of the second batch variant, taken at :data:`SMALLEST_RESOLUTION`."""
+MIDDLE_RESOLUTIONS = (128, 192)
+"""The resolutions of the last tiers, between those measured before."""
+LARGEST_BATCH = 8
+"""The batch of the last tier, taken at :data:`SMALLEST_RESOLUTION`."""
 
 _IGNORED_OPTIONS = ("seed", "weights", "classes")
 """Builder options that do not change the kernels a network runs (weights, the head width
@@ -82,35 +88,63 @@ def published_variants() -> list[NetworkSpec]:
     return [spec for spec in specs if not is_held_out(spec)]
 
 
-def learning_networks() -> list[NetworkSpec]:
-    """Every network ``prmodel learn`` may profile, in the order it measures them.
+class LearningTier(NamedTuple):
+    """A group of training networks measured together: ``prmodel learn`` may stop between
+    tiers (when the last one was already predicted well), never inside one."""
 
-    The 15 reference networks; each at 96 px and at 160 px; each at 96 px and batch 4; the
-    published variants (:func:`published_variants`); each reference network at batch 2;
-    each at 256 px.
-    Variants that would build a held-out network are left out.
+    name: str
+    networks: tuple[NetworkSpec, ...]
+
+
+def learning_tiers() -> list[LearningTier]:
+    """The training networks of ``prmodel learn`` in tiers, in the order it measures them.
+
+    The 15 reference networks; each at 96 px; at 160 px; at 96 px and batch 4; the
+    published variants (:func:`published_variants`); each reference network at batch 2; at
+    256 px; at 128 px; at 192 px; at 96 px and batch 8. Variants that would build a
+    held-out network are left out.
     """
     reference = reference_networks()
-    specs = [
-        *reference,
-        *_variants(reference, size=SMALLEST_RESOLUTION),
-        *_variants(reference, size=LOW_RESOLUTION),
-        *_variants(reference, size=SMALLEST_RESOLUTION, batch=LARGE_BATCH),
-        *published_variants(),
-        *_variants(reference, batch=BATCH),
-        *_variants(reference, size=HIGH_RESOLUTION),
+    tiers = [
+        LearningTier("reference", tuple(reference)),
+        LearningTier(f"{SMALLEST_RESOLUTION} px", _variants(reference, size=SMALLEST_RESOLUTION)),
+        LearningTier(f"{LOW_RESOLUTION} px", _variants(reference, size=LOW_RESOLUTION)),
+        LearningTier(
+            f"{SMALLEST_RESOLUTION} px, batch {LARGE_BATCH}",
+            _variants(reference, size=SMALLEST_RESOLUTION, batch=LARGE_BATCH),
+        ),
+        LearningTier("published variants", tuple(published_variants())),
+        LearningTier(f"batch {BATCH}", _variants(reference, batch=BATCH)),
+        LearningTier(f"{HIGH_RESOLUTION} px", _variants(reference, size=HIGH_RESOLUTION)),
+        *(
+            LearningTier(f"{size} px", _variants(reference, size=size))
+            for size in MIDDLE_RESOLUTIONS
+        ),
+        LearningTier(
+            f"{SMALLEST_RESOLUTION} px, batch {LARGEST_BATCH}",
+            _variants(reference, size=SMALLEST_RESOLUTION, batch=LARGEST_BATCH),
+        ),
     ]
-    kept = [spec for spec in specs if not is_held_out(spec)]
-    check_not_held_out(kept)
-    return kept
+    kept = [
+        LearningTier(tier.name, tuple(spec for spec in tier.networks if not is_held_out(spec)))
+        for tier in tiers
+    ]
+    check_not_held_out([spec for tier in kept for spec in tier.networks])
+    return [tier for tier in kept if tier.networks]
 
 
-def _variants(specs: Iterable[NetworkSpec], **options: int) -> list[NetworkSpec]:
+def learning_networks() -> list[NetworkSpec]:
+    """Every network ``prmodel learn`` may profile, in the order it measures them (the
+    networks of :func:`learning_tiers`, tier after tier)."""
+    return [spec for tier in learning_tiers() for spec in tier.networks]
+
+
+def _variants(specs: Iterable[NetworkSpec], **options: int) -> tuple[NetworkSpec, ...]:
     suffix = "_".join(f"b{v}" if k == "batch" else str(v) for k, v in options.items())
-    return [
+    return tuple(
         NetworkSpec(f"{spec.name}_{suffix}", spec.builder, {**spec.kwargs, **options})
         for spec in specs
-    ]
+    )
 
 
 def network_identity(spec: NetworkSpec) -> tuple[str, tuple[tuple[str, Any], ...]]:
@@ -161,12 +195,16 @@ def check_not_held_out(specs: Sequence[NetworkSpec]) -> None:
 __all__ = [
     "BATCH",
     "HIGH_RESOLUTION",
+    "LARGEST_BATCH",
     "LARGE_BATCH",
     "LOW_RESOLUTION",
+    "MIDDLE_RESOLUTIONS",
     "SMALLEST_RESOLUTION",
+    "LearningTier",
     "check_not_held_out",
     "is_held_out",
     "learning_networks",
+    "learning_tiers",
     "network_identity",
     "published_variants",
 ]
