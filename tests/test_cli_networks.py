@@ -38,7 +38,7 @@ def test_list_shows_every_set(
         s.name for make in HELD_OUT_SETS.values() for s in make()
     ]
     assert {f["set"] for f in facts} == {"reference", *HELD_OUT_SETS}
-    assert set(HELD_OUT_SETS) == {"held-out", "held-out-b", "held-out-c", "held-out-d"}
+    assert set(HELD_OUT_SETS) == {f"held-out{s}" for s in ("", "-b", "-c", "-d", "-e")}
     code, out, _ = _run(["networks", "list", "held-out"], monkeypatch, capsys)
     assert code == 0 and "held-out networks (15)" in out and "resnet34_160" in out
     assert max(len(line.rstrip()) for line in out.splitlines()) <= 80

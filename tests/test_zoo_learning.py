@@ -6,6 +6,7 @@ import pytest
 
 from prmodel.zoo import (
     ZooError,
+    fifth_held_out_networks,
     fourth_held_out_networks,
     held_out_networks,
     reference_networks,
@@ -75,7 +76,9 @@ def test_every_reference_network_comes_at_batch_4_and_96_px() -> None:
 
 
 @pytest.mark.parametrize(
-    "held_out", [*third_held_out_networks(), *fourth_held_out_networks()], ids=lambda s: s.name
+    "held_out",
+    [*third_held_out_networks(), *fourth_held_out_networks(), *fifth_held_out_networks()],
+    ids=lambda s: s.name,
 )
 def test_the_newer_held_out_sets_are_refused_too(held_out: NetworkSpec) -> None:
     assert is_held_out(NetworkSpec("renamed", held_out.builder, dict(held_out.kwargs)))

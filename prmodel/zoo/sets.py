@@ -248,11 +248,57 @@ def fourth_held_out_networks() -> list[NetworkSpec]:
     ]
 
 
+def fifth_held_out_networks() -> list[NetworkSpec]:
+    """15 more networks outside every other set: the check of the changes made after the
+    fourth held-out set was scored.
+
+    Chosen on 2026-12-06, before any predictor was scored on them, after a run on a noisy
+    machine had scored :func:`fourth_held_out_networks` (which so became a development set)
+    and before the measuring protocol was changed to give noisy networks more rounds. Other
+    widths, resolutions and batch sizes again (batch 2-5, 96-288 px, widths 0.5-1.5); keep
+    them out of training and tuning likewise.
+    """
+    return [
+        NetworkSpec("resnet50_x0_5_176", resnet, {"depth": 50, "width": 0.5, "size": 176}),
+        NetworkSpec("resnet34_288", resnet, {"depth": 34, "size": 288}),
+        NetworkSpec("vgg13_112_b3", vgg, {"depth": 13, "size": 112, "batch": 3}),
+        NetworkSpec("densenet121_176_b2", densenet, {"depth": 121, "size": 176, "batch": 2}),
+        NetworkSpec("googlenet_144_b4", googlenet, {"size": 144, "batch": 4}),
+        NetworkSpec("squeezenet1_0_144", squeezenet, {"version": "1_0", "size": 144}),
+        NetworkSpec("mobilenet_v2_x1_4_208", mobilenet_v2, {"width": 1.4, "size": 208}),
+        NetworkSpec(
+            "mobilenet_v2_x0_75_128_b5", mobilenet_v2, {"width": 0.75, "size": 128, "batch": 5}
+        ),
+        NetworkSpec(
+            "mobilenet_v3_large_x0_5_240",
+            mobilenet_v3,
+            {"variant": "large", "width": 0.5, "size": 240},
+        ),
+        NetworkSpec(
+            "mobilenet_v3_small_x1_5_144",
+            mobilenet_v3,
+            {"variant": "small", "width": 1.5, "size": 144},
+        ),
+        NetworkSpec(
+            "efficientnet_b1_176_b3", efficientnet, {"variant": "b1", "size": 176, "batch": 3}
+        ),
+        NetworkSpec("mnasnet0_5_256_b2", mnasnet, {"width": 0.5, "size": 256, "batch": 2}),
+        NetworkSpec(
+            "shufflenet_v2_x1_0_240_b4", shufflenet_v2, {"width": 1.0, "size": 240, "batch": 4}
+        ),
+        NetworkSpec(
+            "regnet_y_1_6gf_144_b2", regnet_y, {"variant": "1.6gf", "size": 144, "batch": 2}
+        ),
+        NetworkSpec("convnext_pico_b2", convnext, {"variant": "pico", "batch": 2}),
+    ]
+
+
 HELD_OUT_SETS: dict[str, Callable[[], list[NetworkSpec]]] = {
     "held-out": held_out_networks,
     "held-out-b": second_held_out_networks,
     "held-out-c": third_held_out_networks,
     "held-out-d": fourth_held_out_networks,
+    "held-out-e": fifth_held_out_networks,
 }
 """Every held-out set by name, oldest first: no training network may be one of theirs.
 The newest is the one no choice has looked at; the others are development sets."""
