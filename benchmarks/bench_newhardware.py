@@ -77,6 +77,7 @@ from prmodel.train.model import LatencyModel
 from prmodel.workflows.calibrate import measure_networks
 from prmodel.workflows.learn import (
     DEFAULT_STOP_PCT,
+    LEARN_MAX_ROUNDS,
     LearnReport,
     learn_from_profiles,
     learn_target,
@@ -115,6 +116,8 @@ class HeldOut:
     first_us: np.ndarray
     second_us: np.ndarray
     seconds: float
+    rounds: tuple[int, ...] = ()
+    """Rounds each network took in the two measurements together."""
 
     @property
     def truth_us(self) -> np.ndarray:
@@ -149,6 +152,10 @@ def measure_held_out(
         first_us=np.array([m.total_us for m in first]),
         second_us=np.array([m.total_us for m in second]),
         seconds=time.monotonic() - started,
+        rounds=tuple(
+            len(a.round_medians_us) + len(b.round_medians_us)
+            for a, b in zip(first, second, strict=True)
+        ),
     )
 
 
@@ -414,6 +421,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         ),
         f"- noise floor (MAPE between two measurements of the held-out networks): "
         f"{result['noise_mape']:.2f} %",
+        *_round_lines(result),
         f"- calibration: {learned['calibration']}; training networks predicted without them: "
         f"MAPE {learned['training_check_mape']:.2f} %",
         "",
@@ -469,6 +477,18 @@ def markdown(result: Mapping[str, Any]) -> str:
     else:
         lines.append(f"Skipped: {lone['skipped']}.")
     return "\n".join(lines) + "\n"
+
+
+def _round_lines(result: Mapping[str, Any]) -> list[str]:
+    rounds = result.get("rounds")
+    if not rounds or rounds["training_mean"] is None:
+        return []
+    return [
+        f"- rounds (up to {result['settings']['max_rounds']} where a network's rounds "
+        f"disagree): training networks {rounds['training_mean']:.1f} on average, "
+        f"{rounds['training_more']} took more than {result['settings']['rounds']}; held-out "
+        f"{rounds['held_out_mean']:.1f} per measurement, {rounds['held_out_more']} took more"
+    ]
 
 
 def _stop_lines(result: Mapping[str, Any]) -> list[str]:
@@ -528,6 +548,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0, help="learning time budget")
     parser.add_argument("--rounds", type=int, default=5, help="rounds per training network")
     parser.add_argument("--held-out-rounds", type=int, default=5)
+    parser.add_argument(
+        "--max-rounds", type=int, default=LEARN_MAX_ROUNDS, help="0: fixed rounds everywhere"
+    )
     parser.add_argument("--lone-layers", type=int, default=300, help="0 skips the comparison")
     parser.add_argument("--stop-at", type=float, default=DEFAULT_STOP_PCT, help="learn's stop")
     parser.add_argument("--workspace", type=Path, help="default: a new empty folder")
@@ -536,13 +559,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.minutes, args.rounds, args.held_out_rounds, args.lone_layers = 1.0, 2, 2, 0
+        args.max_rounds = 0
     root = args.workspace or Path(tempfile.mkdtemp(prefix="prmodel-newhardware-"))
     workspace = Workspace.at(root).create()
     print(f"workspace: {workspace.root}")
     target = get_target(args.target)
     machine = machine_info(libraries=("onnxruntime", "xgboost"))
     started = time.monotonic()
-    settings = NetworkMeasureSettings(rounds=args.rounds)
+    settings = NetworkMeasureSettings(rounds=args.rounds, max_rounds=args.max_rounds)
     report = learn_target(
         target,
         workspace=workspace,
@@ -558,6 +582,7 @@ def main() -> None:
     )
     held_settings = NetworkMeasureSettings(
         rounds=args.held_out_rounds,
+        max_rounds=args.max_rounds and max(args.max_rounds, args.held_out_rounds),
         profiled_runs=0,
         warmup=2 if args.quick else 5,
         runs=5 if args.quick else 10,
@@ -601,6 +626,9 @@ def main() -> None:
     )
     order = report_for_curve.networks
     rows = rows[rows["network"].isin(order)].reset_index(drop=True)
+    training_rounds = (
+        rows.groupby("network")["round_medians_us"].first().map(lambda v: len(json.loads(v)))
+    )
     points = (3, 6) if args.quick else (*CURVE_POINTS, *tier_ends(order))
     curve = learning_curve(rows, order, target, held_out, points)
     lone: dict[str, Any] = {"skipped": "--lone-layers 0" + (" (--quick)" if args.quick else "")}
@@ -617,6 +645,7 @@ def main() -> None:
             "held_out_rounds": args.held_out_rounds,
             "lone_layers": args.lone_layers,
             "stop_at": args.stop_at,
+            "max_rounds": args.max_rounds,
             "quick": args.quick,
         },
         "wall_minutes": (time.monotonic() - started) / 60,
@@ -625,6 +654,12 @@ def main() -> None:
         "without_stop": unstopped,
         "noise_mape": held_out.noise_mape,
         "held_out_seconds": held_out.seconds,
+        "rounds": {
+            "held_out_mean": float(np.mean(held_out.rounds)) / 2 if held_out.rounds else None,
+            "held_out_more": sum(r > 2 * args.held_out_rounds for r in held_out.rounds),
+            "training_mean": float(np.mean(training_rounds)) if len(training_rounds) else None,
+            "training_more": int((training_rounds > args.rounds).sum()),
+        },
         "curve": curve,
         "lone_layers": lone,
     }

@@ -330,6 +330,12 @@ class NetworkMeasureSettings:
         runs: Timed plain runs per round (their median is the round's latency).
         profiled_runs: Profiled runs per round (per-kernel times); 0 skips profiling.
         seed: Seed of the random inputs.
+        max_rounds: Rounds a network may get in all (0: exactly ``rounds``). After
+            ``rounds``, every network whose latency is not yet known within ``settle_pct``
+            (:func:`median_uncertainty_pct` of its round medians) gets one more round, the
+            unsettled networks' rounds interleaved, until none is left or it had
+            ``max_rounds``: rounds go where the noise is.
+        settle_pct: The uncertainty (percent) below which a network needs no more rounds.
     """
 
     warmup: int = 5
@@ -337,6 +343,8 @@ class NetworkMeasureSettings:
     runs: int = 10
     profiled_runs: int = 2
     seed: int = 0
+    max_rounds: int = 0
+    settle_pct: float = 1.5
 
     def __post_init__(self) -> None:
         for name in ("rounds", "runs"):
@@ -344,6 +352,38 @@ class NetworkMeasureSettings:
                 raise NetworkError(f"measure setting {name} must be at least 1")
         if self.warmup < 0 or self.profiled_runs < 0:
             raise NetworkError("measure settings warmup and profiled_runs cannot be negative")
+        if self.max_rounds and self.max_rounds < self.rounds:
+            raise NetworkError(
+                f"measure setting max_rounds ({self.max_rounds}) must be 0 or at least "
+                f"rounds ({self.rounds})"
+            )
+        if not (math.isfinite(self.settle_pct) and self.settle_pct > 0):
+            raise NetworkError(f"measure setting settle_pct must be above 0, got {self.settle_pct}")
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether networks whose rounds disagree get more rounds."""
+        return self.max_rounds > self.rounds
+
+
+MEDIAN_SE_FACTOR = 1.2533 * 1.4826
+"""Standard error of a median of n normal values, in MADs, times sqrt(n): sqrt(pi / 2) for
+the median, 1.4826 from the MAD to the standard deviation."""
+
+
+def median_uncertainty_pct(values: Sequence[float]) -> float:
+    """How well the median of ``values`` (a network's round medians) is known: its standard
+    error estimated from their median absolute deviation, in percent of the median (inf for
+    fewer than two values or a median of 0). Robust: one disturbed round of five moves it
+    little, two move it much."""
+    if len(values) < 2:
+        return math.inf
+    data = np.asarray(values, dtype=np.float64)
+    middle = float(np.median(data))
+    if middle <= 0:
+        return math.inf
+    mad = float(np.median(np.abs(data - middle)))
+    return 100 * MEDIAN_SE_FACTOR * mad / middle / math.sqrt(len(data))
 
 
 @dataclass(frozen=True, eq=False)
@@ -377,6 +417,11 @@ class NetworkMeasurement:
     def spread_pct(self) -> float:
         """(p90 - p10) / median of all timed runs, in percent."""
         return 100 * (self.p90_us - self.p10_us) / self.median_us
+
+    @property
+    def uncertainty_pct(self) -> float:
+        """How well ``total_us`` is known (:func:`median_uncertainty_pct` of the rounds)."""
+        return median_uncertainty_pct(self.round_medians_us)
 
     def to_dict(self) -> dict[str, Any]:
         return {

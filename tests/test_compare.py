@@ -6,6 +6,7 @@ They measure on the real CPU; the assertions do not depend on timing precision."
 from __future__ import annotations
 
 import statistics
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -15,10 +16,12 @@ from onnx import TensorProto, helper
 
 from prmodel.estimate.compare import compare
 from prmodel.estimate.estimator import EstimateError, Estimator
-from prmodel.networks import NetworkMeasurement, NetworkMeasureSettings
+from prmodel.networks import NetworkMeasurement, NetworkMeasureSettings, median_uncertainty_pct
 from prmodel.targets.analytic import AnalyticTarget
+from prmodel.targets.onnxruntime.networks import _still_measuring
 from prmodel.targets.onnxruntime.target import OnnxRuntimeTarget
 from prmodel.workflows.calibrate import measure_network, measure_networks
+from prmodel.workflows.network_profiles import protocol, protocol_hash
 from prmodel.zoo import tiny_mobilenet, tiny_resnet
 
 
@@ -136,3 +139,62 @@ def test_compare_pairs_generated_names_by_op_and_shape_not_by_name() -> None:
             str(row["op"]).rpartition(".")[2],
             row["output_shape"],
         ), i
+
+
+# -- rounds where the noise is ------------------------------------------------------------------
+
+
+def test_median_uncertainty_follows_the_spread_of_the_rounds() -> None:
+    assert median_uncertainty_pct([100.0] * 5) == 0.0
+    assert median_uncertainty_pct([100.0]) == float("inf")
+    # MAD 5 of a median of 100 over 5 rounds: 1.2533 * 1.4826 * 5 % / sqrt(5)
+    assert median_uncertainty_pct([90, 95, 100, 105, 110]) == pytest.approx(4.155, abs=1e-3)
+    # the same spread over four times the rounds is known twice as well
+    many = [90, 95, 100, 105, 110] * 4
+    assert median_uncertainty_pct(many) == pytest.approx(
+        median_uncertainty_pct([90, 95, 100, 105, 110]) / 2
+    )
+
+
+@pytest.mark.parametrize("bad", [{"rounds": 5, "max_rounds": 3}, {"settle_pct": 0.0}])
+def test_adaptive_round_settings_are_validated(bad: dict[str, float]) -> None:
+    with pytest.raises(EstimateError):
+        NetworkMeasureSettings(**bad)  # type: ignore[arg-type]
+
+
+def test_after_the_first_rounds_only_unsettled_networks_go_on() -> None:
+    settings = NetworkMeasureSettings(rounds=3, max_rounds=5, settle_pct=1.5)
+    quiet, noisy = [100.0, 100.5, 99.5], [80.0, 100.0, 130.0]
+    assert _still_measuring([quiet[:2], noisy[:2]], settings, 2) == [0, 1]
+    assert _still_measuring([quiet, noisy], settings, 3) == [1]
+    assert _still_measuring([quiet, [*noisy, 90.0, 120.0]], settings, 5) == []  # at the most
+    fixed = NetworkMeasureSettings(rounds=3)
+    assert _still_measuring([quiet, noisy], fixed, 3) == []
+
+
+def test_unsettled_networks_get_more_rounds_up_to_the_most(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import prmodel.targets.onnxruntime.networks as ort_networks
+
+    settings = replace(QUICK, max_rounds=QUICK.rounds + 2)
+    target = OnnxRuntimeTarget()
+    models = [tiny_resnet(), tiny_mobilenet()]
+    settled = measure_networks(models, target, settings=replace(settings, settle_pct=1e9))
+    assert [len(m.round_medians_us) for m in settled] == [QUICK.rounds] * 2
+    monkeypatch.setattr(ort_networks, "median_uncertainty_pct", lambda values: float("inf"))
+    done: list[int] = []
+    measured = measure_networks(models, target, settings=settings, on_round=done.append)
+    assert [len(m.round_medians_us) for m in measured] == [settings.max_rounds] * 2
+    assert done == list(range(1, settings.max_rounds + 1))
+    for measurement in measured:
+        assert measurement.total_us == statistics.median(measurement.round_medians_us)
+        assert measurement.runs == settings.max_rounds * settings.runs
+
+
+def test_fixed_rounds_keep_the_protocol_of_earlier_data_sets() -> None:
+    fixed = protocol(NetworkMeasureSettings())
+    assert "max_rounds" not in fixed["settings"] and "settle_pct" not in fixed["settings"]
+    adaptive = NetworkMeasureSettings(max_rounds=12)
+    assert protocol(adaptive)["settings"]["max_rounds"] == 12
+    assert protocol_hash(adaptive) != protocol_hash(NetworkMeasureSettings())

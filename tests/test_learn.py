@@ -379,7 +379,10 @@ def test_learn_command_reports_what_it_learned_in_80_columns(
     )
     monkeypatch.setenv("COLUMNS", "80")
     code, out, err = _run(
-        ["learn", "-t", "analytic", "-w", str(workspace.root), "--minutes", "0", "--rounds", "2"],
+        [
+            *("learn", "-t", "analytic", "-w", str(workspace.root), "--minutes", "0"),
+            *("--rounds", "2", "--max-rounds", "0"),  # the protocol the workspace was measured with
+        ],
         monkeypatch,
         capsys,
     )

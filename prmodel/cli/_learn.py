@@ -51,6 +51,15 @@ def learn(
             "--rounds", min=1, help="Interleaved rounds per network (plain and profiled runs)."
         ),
     ] = 5,
+    max_rounds: Annotated[
+        int,
+        typer.Option(
+            "--max-rounds",
+            min=0,
+            help="Rounds a network whose first rounds disagree may get in all, until its "
+            "latency is known within 1.5 % (0: exactly --rounds).",
+        ),
+    ] = 12,
     stop_at: Annotated[
         float,
         typer.Option(
@@ -85,7 +94,7 @@ def learn(
         workspace=Workspace.at(workspace).create(),
         minutes=minutes,
         stop_pct=stop_at,
-        settings=NetworkMeasureSettings(rounds=rounds),
+        settings=NetworkMeasureSettings(rounds=rounds, max_rounds=max_rounds),
         on_note=note,
     )
     if json_output:

@@ -76,6 +76,14 @@ from prmodel.zoo.sets import NetworkSpec
 
 DEFAULT_MINUTES = 10.0
 """The default time budget for building, measuring and mapping networks."""
+LEARN_MAX_ROUNDS = 12
+"""Rounds a training network may get when its first ones disagree (see
+:class:`~prmodel.networks.NetworkMeasureSettings`): on a 2-core VM with noisy neighbours, one
+network in five had round medians too far apart for 5 rounds to pin its latency within
+1.5 %, and one such network learned at its disturbed time skews every kernel like it."""
+DEFAULT_SETTINGS = NetworkMeasureSettings(max_rounds=LEARN_MAX_ROUNDS)
+"""How learn times networks unless told otherwise: 5 interleaved rounds, up to 12 where
+they disagree."""
 DEFAULT_STOP_PCT = 3.0
 """Stop adding tiers once the last tier measured was predicted within this MAPE (percent) by
 the models learned before it: networks of a kind not yet seen already come out as close as
@@ -276,7 +284,8 @@ def learn_target(
             learned from the tiers before that; within this MAPE, learning stops there
             (0: never, measure until the tiers or the budget end). Networks measured
             before are always used.
-        settings: How each network is timed (rounds, runs, profiled runs).
+        settings: How each network is timed (rounds, runs, profiled runs; default
+            :data:`DEFAULT_SETTINGS`).
         folds: Folds of networks for the out-of-fold check and the calibration.
         seed: Seed of the folds and the regressors.
         model_params: XGBoost hyper-parameters replacing the defaults.
@@ -312,7 +321,7 @@ def learn_target(
         check_not_held_out(specs)
     except PrmodelError as exc:
         raise LearnError(str(exc)) from None
-    settings = settings or NetworkMeasureSettings()
+    settings = settings or DEFAULT_SETTINGS
     note = on_note or (lambda message: None)
     _refuse_foreign_models(workspace, target.target_id)
     # Checked first: a PR file of another machine is refused before anything is measured.
@@ -791,8 +800,10 @@ __all__ = [
     "CHECK_FOLDS",
     "CHECK_MIN_NETWORKS",
     "DEFAULT_MINUTES",
+    "DEFAULT_SETTINGS",
     "DEFAULT_STOP_PCT",
     "LEARNED_FORMS",
+    "LEARN_MAX_ROUNDS",
     "LearnError",
     "LearnReport",
     "LearnedPredictor",

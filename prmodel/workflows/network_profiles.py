@@ -91,7 +91,11 @@ def profiles_path(workspace: Workspace, target_id: str) -> Path:
 def protocol(settings: NetworkMeasureSettings) -> dict[str, Any]:
     """What decides how a network's kernels were timed (rows of another protocol are not
     mixed with these)."""
-    return {"format": PROFILE_FORMAT, "settings": asdict(settings)}
+    recorded = asdict(settings)
+    if not settings.adaptive:  # fixed rounds: the protocol of data sets written before both
+        recorded.pop("max_rounds")
+        recorded.pop("settle_pct")
+    return {"format": PROFILE_FORMAT, "settings": recorded}
 
 
 def protocol_hash(settings: NetworkMeasureSettings) -> str:

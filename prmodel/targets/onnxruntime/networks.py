@@ -37,6 +37,7 @@ from prmodel.networks import (
     NetworkMeasurement,
     NetworkMeasureSettings,
     load_network,
+    median_uncertainty_pct,
 )
 
 _NCHWC = "com.microsoft.nchwc"
@@ -175,18 +176,21 @@ def measure_networks(
             bound.append((plain, profiled))
         round_medians: list[list[float]] = [[] for _ in networks]
         all_runs: list[list[float]] = [[] for _ in networks]
-        for number in range(1, settings.rounds + 1):
-            for (plain, profiled), medians, runs in zip(
-                bound, round_medians, all_runs, strict=True
-            ):
+        taking = list(range(len(networks)))
+        number = 0
+        while taking:
+            number += 1
+            for index in taking:
+                plain, profiled = bound[index]
                 plain.run()
                 times = [plain.timed_run() for _ in range(settings.runs)]
-                medians.append(statistics.median(times))
-                runs.extend(times)
+                round_medians[index].append(statistics.median(times))
+                all_runs[index].extend(times)
                 for _ in range(settings.profiled_runs if profiled else 0):
                     profiled.run()  # type: ignore[union-attr]
             if on_round is not None:
                 on_round(number)
+            taking = _still_measuring(round_medians, settings, number)
         kernels = [
             profiled.kernel_times() if profiled else _empty_kernels() for _, profiled in bound
         ]
@@ -195,6 +199,22 @@ def measure_networks(
         for network, medians, runs, found in zip(
             networks, round_medians, all_runs, kernels, strict=True
         )
+    ]
+
+
+def _still_measuring(
+    round_medians: Sequence[Sequence[float]], settings: NetworkMeasureSettings, done: int
+) -> list[int]:
+    """The networks that get another round after ``done`` rounds: all of them up to
+    ``settings.rounds``; then, up to ``max_rounds``, those whose latency is not yet known
+    within ``settle_pct``."""
+    if done < settings.rounds:
+        return list(range(len(round_medians)))
+    return [
+        index
+        for index, medians in enumerate(round_medians)
+        if len(medians) < settings.max_rounds
+        and median_uncertainty_pct(medians) > settings.settle_pct
     ]
 
 
