@@ -28,10 +28,11 @@ From an empty workspace on this machine the script
 ``--quick`` is a smoke run of about two minutes (1 minute of learning, 2 rounds, a short
 curve, no lone layers); its figures say only that the path works.
 
-Step 1 runs with learn's stop rule (``--stop-at``, default 3 %): where it stops early, the
-script then goes on with the tiers it skipped, within the budget left, and scores that
-predictor too, so the results show what the stop saved and what it cost; the learning
-curve has a point at the end of every tier.
+Step 1 runs with learn's stop rule (``--stop-at``, 3 % here; ``prmodel learn`` has none by
+default): where it stops early, the script then goes on with the tiers it skipped, within
+the budget left, and scores that predictor too (the one ``prmodel learn`` makes by
+default), so the results show what the stop saved and what it cost; the learning curve has
+a point at the end of every tier.
 
 Run: ``.venv/bin/python benchmarks/bench_newhardware.py [--minutes 10] [--rounds 5]
 [--lone-layers 300] [--stop-at 3] [--workspace DIR] [--quick] [--name STEM]``. Writes
@@ -76,7 +77,6 @@ from prmodel.targets.cpu import machine_info
 from prmodel.train.model import LatencyModel
 from prmodel.workflows.calibrate import measure_networks
 from prmodel.workflows.learn import (
-    DEFAULT_STOP_PCT,
     LEARN_MAX_ROUNDS,
     LearnReport,
     learn_from_profiles,
@@ -100,6 +100,9 @@ RESULTS = HERE / "results"
 CURVE_POINTS = (3, 6, 10)
 """Learning-curve points: predictors learned from the first N networks measured, and from
 the networks up to the end of each tier (:func:`tier_ends`), and from all."""
+BENCH_STOP_PCT = 3.0
+"""The stop threshold step 1 tries (learn's default is none): the script then measures what
+the stop skipped, so one run gives both predictors and what the stop saved and cost."""
 LONE_SETTINGS = MeasureSettings(max_rounds=7, max_seconds_per_point=10.0)
 """How the lone-layer comparison measures its layers (3-7 interleaved rounds)."""
 LONE_RANDOM_SHARE = 0.2
@@ -552,7 +555,9 @@ def main() -> None:
         "--max-rounds", type=int, default=LEARN_MAX_ROUNDS, help="0: fixed rounds everywhere"
     )
     parser.add_argument("--lone-layers", type=int, default=300, help="0 skips the comparison")
-    parser.add_argument("--stop-at", type=float, default=DEFAULT_STOP_PCT, help="learn's stop")
+    parser.add_argument(
+        "--stop-at", type=float, default=BENCH_STOP_PCT, help="learn's --stop-at for step 1"
+    )
     parser.add_argument("--workspace", type=Path, help="default: a new empty folder")
     parser.add_argument("--quick", action="store_true", help="a two-minute smoke run")
     parser.add_argument("--name", help="results file stem (default: bench_newhardware[_quick])")

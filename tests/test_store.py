@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import sqlite3
 from dataclasses import replace
 from pathlib import Path
@@ -176,13 +177,16 @@ def test_machine_speed_is_empty_without_canary_readings(store: MeasurementStore)
 
 @pytest.mark.parametrize("suffix", [".parquet", ".csv"])
 def test_export(store: MeasurementStore, tmp_path: Path, suffix: str) -> None:
-    store.record(ok(conv(1), 1.0))
+    digest = store.register_target("t1", {"cpu_model": "Example CPU", "threads": 1})
+    store.record(ok(conv(1), 1.0, digest=digest))
     store.record(ok(conv(2), 2.0, target_id="t2"))
     out = tmp_path / f"out{suffix}"
     assert store.export(out, target_id="t1") == 1
     back = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
-    assert list(back.columns) == list(FRAME_COLUMNS)
+    assert list(back.columns) == [*FRAME_COLUMNS, "fingerprint"]
     assert list(back["latency_us"]) == [1.0]
+    # the file names the machine that measured it, not only a hash of it
+    assert json.loads(back["fingerprint"].iloc[0]) == {"cpu_model": "Example CPU", "threads": 1}
 
 
 def test_export_refuses_other_formats(store: MeasurementStore, tmp_path: Path) -> None:

@@ -14,7 +14,13 @@ from prmodel.layers import LayerConfig
 from prmodel.measure.frames import layers_to_frame
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.train.settings import TrainSettings
-from prmodel.train.tracking import experiment_name, log_training, mlflow_session, tracking_uri_for
+from prmodel.train.tracking import (
+    TrackingError,
+    experiment_name,
+    log_training,
+    mlflow_session,
+    tracking_uri_for,
+)
 from prmodel.train.training import TrainingReport, train_models
 from prmodel.workspace import Workspace
 
@@ -138,3 +144,18 @@ def test_default_store_is_the_workspace(
         assert run.info.artifact_uri.startswith(workspace.mlflow_artifacts_dir.as_uri())
         paths = artifact_paths(mlflow.MlflowClient(), result.run_id)
     assert "trained_model/model.skops" in paths
+
+
+def test_a_store_mlflow_cannot_use_is_one_clear_error_and_the_models_stay(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A file where MLflow's SQLite database should be a folder: it cannot open the store.
+    (tmp_path / "blocked").write_text("not a folder")
+    uri = f"sqlite:///{tmp_path / 'blocked' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    with pytest.raises(TrackingError, match="MLflow could not log the dense run") as caught:
+        train(workspace, "ridge")
+    message = str(caught.value)
+    assert uri in message and "--no-track" in message and "saved" in message
+    assert "\n" not in message
+    assert (workspace.model_dir(TARGET.target_id, "dense") / "model_card.json").is_file()

@@ -66,9 +66,10 @@ def learn(
             "--stop-at",
             min=0,
             help="Stop adding tiers of networks once the last tier, predicted before it was "
-            "learned, comes within this MAPE (percent); 0 measures until the budget ends.",
+            "learned, comes within this MAPE (percent), to save time at some cost in "
+            "accuracy; 0 measures until the tiers or the budget end.",
         ),
-    ] = 3.0,
+    ] = 0.0,
     json_output: JsonOption = False,
 ) -> None:
     """Learn a latency predictor for this machine by profiling whole networks.
@@ -76,10 +77,10 @@ def learn(
     Builds networks without torch (the 15 reference networks, then variants at other
     resolutions, widths and batch sizes; never a held-out one), profiles them within the
     time budget in tiers, trains one model per layer kind on their kernels' in-network times
-    and fits the calibration; `prmodel estimate` then uses them with no other step. Before
-    each tier it predicts the tier before with models learned without it, and stops early
-    when that comes within --stop-at. A rerun reuses every network this workspace measured
-    before on this machine.
+    and fits the calibration; `prmodel estimate` then uses them with no other step. With
+    --stop-at, before each tier it predicts the tier before with models learned without it
+    and stops early when that comes within the threshold. A rerun reuses every network this
+    workspace measured before on this machine.
 
     Example: prmodel learn -t cpu --minutes 10
     """

@@ -488,6 +488,9 @@ class MeasurementStore:
     def export(self, path: str | Path, **filters: Any) -> int:
         """Write :meth:`frame` (with ``filters``) to ``.parquet`` or ``.csv``; returns rows.
 
+        Every row also carries its target's ``fingerprint`` (JSON, as registered), so the
+        file says on its own which machine and runtime measured it.
+
         Raises:
             StoreError: a suffix other than .parquet or .csv.
         """
@@ -498,6 +501,8 @@ class MeasurementStore:
         if suffix not in (".parquet", ".csv"):
             raise StoreError(f"cannot export to {path}: the file name must end in .parquet or .csv")
         frame = self.frame(**filters)
+        fingerprints = self.targets()[["target_id", "fingerprint_hash", "fingerprint"]]
+        frame = frame.merge(fingerprints, on=["target_id", "fingerprint_hash"], how="left")
         path.parent.mkdir(parents=True, exist_ok=True)
         if suffix == ".parquet":
             frame.to_parquet(path, index=False)

@@ -30,6 +30,7 @@ import numpy as np
 import skops.io
 from matplotlib.figure import Figure
 
+from prmodel.errors import PrmodelError, first_line
 from prmodel.layers import PARAMETERS
 from prmodel.metrics import relative_errors
 from prmodel.train.artifacts import CARD_NAME, library_versions
@@ -85,6 +86,10 @@ def experiment_name(target_id: str) -> str:
     return f"prmodel/{target_id}"
 
 
+class TrackingError(PrmodelError, RuntimeError):
+    """MLflow could not log a run (the models themselves are saved already)."""
+
+
 def log_training(
     report: TrainingReport, *, workspace: Workspace, train_set: str | None = None
 ) -> TrainingReport:
@@ -98,11 +103,16 @@ def log_training(
 
     Returns:
         The report with each result's ``run_id`` and the ``tracking_uri`` filled in.
+
+    Raises:
+        TrackingError: MLflow failed (a store it cannot open or reach); the message names
+            the store and says that the trained models are saved all the same.
     """
-    results = tuple(
-        replace(
-            result,
-            run_id=log_training_run(
+    uri = tracking_uri_for(workspace)
+    results = []
+    for result in report.results:
+        try:
+            run_id = log_training_run(
                 result,
                 workspace=workspace,
                 target_id=report.target_id,
@@ -111,11 +121,16 @@ def log_training(
                 settings=report.settings,
                 representatives_path=report.representatives_path,
                 dataset=f"{train_set}-{result.kind.value}" if train_set else None,
-            ),
-        )
-        for result in report.results
-    )
-    return replace(report, results=results, tracking_uri=tracking_uri_for(workspace))
+            )
+        except Exception as exc:  # MLflow's own, a driver's, an OS error: all end here
+            saved = "the trained models are saved (trained_models/) all the same; "
+            raise TrackingError(
+                f"MLflow could not log the {result.kind.value} run to {uri} "
+                f"({type(exc).__name__}: {first_line(exc, period=False)}); {saved}fix the store or "
+                "MLFLOW_TRACKING_URI, or train again with --no-track"
+            ) from exc
+        results.append(replace(result, run_id=run_id))
+    return replace(report, results=tuple(results), tracking_uri=uri)
 
 
 def log_training_run(
@@ -420,6 +435,7 @@ __all__ = [
     "NOTE_TAG",
     "QUIET_ENV",
     "STAGE_TAG",
+    "TrackingError",
     "experiment_name",
     "log_training",
     "log_training_run",

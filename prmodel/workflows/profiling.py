@@ -182,6 +182,11 @@ class NetworkProfiler:
             )
         return measured
 
+    def settle(self) -> None:
+        """Nothing more will be measured: the bar's plan ends where measuring ended."""
+        if self._bar is not None:
+            self._bar.plan(self.elapsed, 0.0, measured=self.measured)
+
     def spend(self, seconds: float) -> None:
         """Count ``seconds`` of other work (checks between tiers) against the budget."""
         self.elapsed += seconds
