@@ -129,8 +129,9 @@ class NetworkCheck:
 class TierCheck:
     """A tier's networks predicted by models learned from the tiers before it only.
 
-    This is an error on networks the models never saw, from measurements learn made anyway:
-    when it is small, the next tier is unlikely to teach much, and learn stops.
+    This is an error on networks the models never saw, from measurements learn made anyway.
+    With a stop threshold (``stop_pct``), learn stops when it is within it; none by default
+    (:data:`DEFAULT_STOP_PCT`: one tier predicted well did not mean the next would be).
     """
 
     tier: str
@@ -462,8 +463,8 @@ def _measure_tiers(
                     return measured, check.tier
         later = [
             spec
-            for later in tiers[index + 1 :]
-            for spec in later.networks
+            for next_tier in tiers[index + 1 :]
+            for spec in next_tier.networks
             if spec.name not in reused
         ]
         got = measuring.run(waiting, path, later=later, progress=progress, on_note=note)
