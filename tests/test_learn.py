@@ -31,13 +31,9 @@ from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.base import fingerprint_hash
 from prmodel.train.artifacts import file_sha256, list_model_cards
-from prmodel.workflows.learn import (
-    LearnError,
-    learn_from_profiles,
-    learn_target,
-    predict_profiled,
-)
+from prmodel.workflows.learn import LearnError, learn_from_profiles, learn_target
 from prmodel.workflows.network_profiles import PROFILE_SET, profiles_path, read_profiles
+from prmodel.workflows.tier_checks import predict_profiled
 from prmodel.workspace import Workspace
 from prmodel.zoo import tiny_mobilenet, tiny_resnet, tiny_vgg
 from prmodel.zoo.learning import LearningTier
@@ -476,7 +472,7 @@ def _learn_tiers(tmp_path: Path, stop_pct: float, **options: Any) -> tuple[Any, 
 def test_learning_stops_after_a_tier_predicted_within_the_threshold(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("prmodel.workflows.learn.CHECK_MIN_NETWORKS", 9)
+    monkeypatch.setattr("prmodel.workflows.tier_checks.CHECK_MIN_NETWORKS", 9)
     report, target = _learn_tiers(tmp_path, stop_pct=1000)
     (check,) = report.tier_checks
     assert (check.tier, check.networks, check.trained_on) == ("second", 9, 9)
@@ -490,7 +486,7 @@ def test_learning_stops_after_a_tier_predicted_within_the_threshold(
 def test_a_tier_predicted_worse_than_the_threshold_goes_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("prmodel.workflows.learn.CHECK_MIN_NETWORKS", 9)
+    monkeypatch.setattr("prmodel.workflows.tier_checks.CHECK_MIN_NETWORKS", 9)
     report, target = _learn_tiers(tmp_path, stop_pct=1e-9)
     (check,) = report.tier_checks
     assert check.mape > 1e-9 and check.tier == "second"
@@ -511,7 +507,7 @@ def test_networks_measured_before_are_used_whatever_the_checks_say(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _learn_tiers(tmp_path, stop_pct=0)  # every tier measured
-    monkeypatch.setattr("prmodel.workflows.learn.CHECK_MIN_NETWORKS", 9)
+    monkeypatch.setattr("prmodel.workflows.tier_checks.CHECK_MIN_NETWORKS", 9)
     report, target = _learn_tiers(tmp_path, stop_pct=1000)
     assert target.calls == [] and report.tier_checks == ()
     assert len(report.reused) == 21

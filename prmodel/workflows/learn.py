@@ -5,11 +5,12 @@ profiled run of a network times every kernel in the context the estimator predic
 in the runtime's blocked layout, with the caches as a real network leaves them), so a few
 dozen networks give thousands of kernel times. It
 
-1. builds the training networks without torch (:func:`prmodel.zoo.learning.learning_networks`:
-   the reference networks, then variants at other resolutions, widths and batch sizes; never
-   a held-out network) and measures them in batches with their rounds interleaved, until
-   the time budget is spent (what the workspace measured before on this machine with the
-   same protocol is reused);
+1. builds the training networks without torch (:func:`prmodel.zoo.learning.learning_tiers`:
+   the reference networks, then tiers of variants at other resolutions, widths and batch
+   sizes; never a held-out network) and measures them tier by tier, in batches with their
+   rounds interleaved, until the tiers or the time budget end, or an optional check says
+   the last tier was predicted well enough (:mod:`prmodel.workflows.tier_checks`); what the
+   workspace measured before on this machine with the same protocol is reused;
 2. keeps every kernel as a row of the network-profile data set
    (:mod:`prmodel.workflows.network_profiles`, Parquet);
 3. fits one latency model per layer kind on the kernels' in-network times, cross-validated by
@@ -31,9 +32,9 @@ import json
 import math
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,7 @@ from prmodel.targets.base import NetworkRunner, Target, fingerprint_hash
 from prmodel.targets.profiles import HardwareProfile
 from prmodel.train.artifacts import file_sha256, list_model_cards, save_model
 from prmodel.train.in_network import DEFAULT_FOLDS, InNetworkFit, KindFit, fit_in_network_models
-from prmodel.train.model import ExtrapolationWarning, LatencyModel
+from prmodel.train.model import LatencyModel
 from prmodel.train.training import training_digest
 from prmodel.workflows.network_profiles import (
     PROFILE_SET,
@@ -70,6 +71,13 @@ from prmodel.workflows.network_profiles import (
     read_profiles,
 )
 from prmodel.workflows.profiling import NetworkProfiler
+from prmodel.workflows.tier_checks import (
+    CHECK_FOLDS,
+    DEFAULT_STOP_PCT,
+    TierCheck,
+    TierChecker,
+    measure_tiers,
+)
 from prmodel.workspace import Workspace
 from prmodel.zoo.learning import LearningTier, check_not_held_out, learning_tiers
 from prmodel.zoo.sets import NetworkSpec
@@ -84,18 +92,6 @@ network in five had round medians too far apart for 5 rounds to pin its latency 
 DEFAULT_SETTINGS = NetworkMeasureSettings(max_rounds=LEARN_MAX_ROUNDS)
 """How learn times networks unless told otherwise: 5 interleaved rounds, up to 12 where
 they disagree."""
-DEFAULT_STOP_PCT = 0.0
-"""No early stop by default: measure every tier the budget allows. A stop threshold (say 3 %:
-stop once the last tier measured was predicted within it by the models learned before it)
-saves measuring but cost accuracy where it was tried: on the 2-core AMD EPYC it stopped after
-86 networks (4.3 min) at 3.75 % held-out MAPE, where the whole list (145 networks, 7.7 min)
-gave 2.93 %; and where the later tiers were checked, they came out at 5-23 % (256 px 5.2-7.6
-%, 128 px 5.9 %, 192 px 23 % in a noisy run), so one good tier says little about the
-next."""
-CHECK_MIN_NETWORKS = 25
-"""Networks a check's models must have learned from (fewer: no check, measuring goes on)."""
-CHECK_FOLDS = 3
-"""Folds of the check's models (fewer than the final fit's: a check must be quick)."""
 LEARNED_FORMS: tuple[tuple[str, ...], ...] = (
     ("scale",),
     ("scale", "offset"),
@@ -123,27 +119,6 @@ class NetworkCheck:
     @property
     def error_pct(self) -> float:
         return 100 * (self.predicted_us - self.measured_us) / self.measured_us
-
-
-@dataclass(frozen=True)
-class TierCheck:
-    """A tier's networks predicted by models learned from the tiers before it only.
-
-    This is an error on networks the models never saw, from measurements learn made anyway.
-    With a stop threshold (``stop_pct``), learn stops when it is within it; none by default
-    (:data:`DEFAULT_STOP_PCT`: one tier predicted well did not mean the next would be).
-    """
-
-    tier: str
-    networks: int
-    trained_on: int
-    mape: float
-    worst: str
-    worst_error_pct: float
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True, eq=False)
@@ -352,18 +327,17 @@ def learn_target(
     pending = [spec for spec in specs if spec.name not in reused]
     measuring = NetworkProfiler(target, settings, identity, clock=clock, budget_s=60 * minutes)
     measuring.learn_rates(known[known["network"].isin(reused)], specs)
-    checking = _TierChecker(
-        target,
-        path,
-        identity,
-        stop_pct=stop_pct,
+    fit = partial(
+        learn_from_profiles,
+        target=target,
         representatives=representatives,
+        folds=CHECK_FOLDS,
         seed=seed,
         model_params=model_params,
-        clock=clock,
     )
+    checking = TierChecker(target, path, identity, fit, stop_pct=stop_pct, clock=clock)
     with measuring.showing(progress and bool(pending)):
-        measured, stopped_after = _measure_tiers(
+        measured, stopped_after = measure_tiers(
             tiers, reused, measuring, checking, path, progress=progress, note=note
         )
     whole = read_profiles(path)
@@ -424,160 +398,6 @@ def learn_target(
         stopped_after=stopped_after,
         stop_pct=stop_pct,
     )
-
-
-def _measure_tiers(
-    tiers: Sequence[LearningTier],
-    reused: set[str],
-    measuring: NetworkProfiler,
-    checking: _TierChecker,
-    path: Path,
-    *,
-    progress: bool,
-    note: Callable[[str], None],
-) -> tuple[set[str], str | None]:
-    """Measure the tiers' networks not measured before, tier by tier, until the tiers or the
-    budget end or a check says the last tier was predicted well enough. Returns the names
-    measured and the tier learning stopped after (None: no check stopped it)."""
-    measured: set[str] = set()
-    for index, tier in enumerate(tiers):
-        waiting = [spec for spec in tier.networks if spec.name not in reused]
-        if not waiting:
-            continue
-        if index >= 2 and measuring.left_s > 0:
-            done = reused | measured
-            check = checking.check(tiers[index - 1], tiers[: index - 1], done)
-            if check is not None:
-                measuring.spend(check.seconds)
-                note(
-                    f"check: the {check.networks} networks of tier {check.tier!r}, predicted "
-                    f"by models of {check.trained_on} networks before it, MAPE "
-                    f"{check.mape:.1f} % (worst {check.worst} {check.worst_error_pct:+.1f} %)"
-                )
-                if check.mape <= checking.stop_pct:
-                    measuring.settle()
-                    note(
-                        f"stopped after tier {check.tier!r}: it came within "
-                        f"{checking.stop_pct:g} % before it was learned (--stop-at 0 goes on)"
-                    )
-                    return measured, check.tier
-        later = [
-            spec
-            for next_tier in tiers[index + 1 :]
-            for spec in next_tier.networks
-            if spec.name not in reused
-        ]
-        got = measuring.run(waiting, path, later=later, progress=progress, on_note=note)
-        measured |= got
-        if len(got) < len(waiting):
-            break  # the budget is spent (the profiler said so)
-    return measured, None
-
-
-class _TierChecker:
-    """Predicts a measured tier with models learned from the tiers before it."""
-
-    def __init__(
-        self,
-        target: Target,
-        path: Path,
-        identity: Mapping[str, str],
-        *,
-        stop_pct: float,
-        representatives: RepresentativeSet | None,
-        seed: int,
-        model_params: Mapping[str, Any] | None,
-        clock: Callable[[], float],
-    ) -> None:
-        self.target = target
-        self.path = path
-        self.identity = identity
-        self.stop_pct = stop_pct
-        self.representatives = representatives
-        self.seed = seed
-        self.model_params = model_params
-        self.clock = clock
-        self.checks: list[TierCheck] = []
-
-    def check(
-        self, tier: LearningTier, before: Sequence[LearningTier], done: set[str]
-    ) -> TierCheck | None:
-        """``tier`` predicted by models of the ``before`` tiers' networks in ``done`` (None:
-        no stop threshold, too few networks before it, or none of it measured)."""
-        if self.stop_pct <= 0:
-            return None
-        earlier = {spec.name for t in before for spec in t.networks} & done
-        checked = {spec.name for spec in tier.networks} & done
-        if len(earlier) < CHECK_MIN_NETWORKS or not checked:
-            return None
-        started = self.clock()
-        rows = matching_rows(
-            read_profiles(self.path),
-            target_id=self.identity["target_id"],
-            fingerprint_hash=self.identity["fingerprint_hash"],
-            protocol_hash=self.identity["protocol_hash"],
-        )
-        learned = learn_from_profiles(
-            rows[rows["network"].isin(earlier)],
-            self.target,
-            representatives=self.representatives,
-            folds=CHECK_FOLDS,
-            seed=self.seed,
-            model_params=self.model_params,
-        )
-        tier_rows = rows[rows["network"].isin(checked)]
-        predicted = predict_profiled(learned, tier_rows, self.target)
-        truth = tier_rows.groupby("network", sort=False)["network_total_us"].first()
-        errors = 100 * (predicted - truth[predicted.index]) / truth[predicted.index]
-        worst = str(errors.abs().idxmax())
-        check = TierCheck(
-            tier=tier.name,
-            networks=len(errors),
-            trained_on=len(earlier),
-            mape=float(errors.abs().mean()),
-            worst=worst,
-            worst_error_pct=float(errors[worst]),
-            seconds=self.clock() - started,
-        )
-        self.checks.append(check)
-        return check
-
-
-def predict_profiled(learned: LearnedPredictor, rows: pd.DataFrame, target: Target) -> pd.Series:
-    """Each network of ``rows`` (network-profile rows) as ``learned`` estimates it from its
-    profiled kernels, without its ONNX file: a model's prediction for each kernel of a
-    learned kind, the calibration's byte-cost fit for the others, and the calibration's total
-    over them. Returns microseconds by network name."""
-    rows = rows.reset_index(drop=True)
-    layers = kernel_layers(rows)
-    running = (rows["status"] != "free").to_numpy()
-    predicted = np.zeros(len(rows))
-    modelled = np.zeros(len(rows), dtype=bool)
-    for kind, model in learned.models.items():
-        picked = {
-            i: layer
-            for i, layer in enumerate(layers)
-            if running[i]
-            and layer is not None
-            and layer.kind is kind
-            and target.unsupported_reason(layer) is None
-        }
-        if picked:
-            at = list(picked)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExtrapolationWarning)
-                predicted[at] = model.predict(list(picked.values()))
-            modelled[at] = True
-    for index in np.flatnonzero(running & ~modelled):
-        fit = learned.calibration.unmodelled_fit(str(rows["op"].iloc[index]))
-        if fit is not None:
-            predicted[index] = float(fit.predict(rows["bytes_moved"].iloc[index]))
-    weights = rows["weight_bytes"].to_numpy(dtype=np.float64)
-    totals = {}
-    for name, group in rows.groupby("network", sort=False):
-        active = group.index[running[group.index]]
-        totals[str(name)] = learned.calibration.total_us(predicted[active], weights[active])
-    return pd.Series(totals, dtype=np.float64)
 
 
 def learn_from_profiles(
@@ -803,19 +623,14 @@ def _save(
 
 
 __all__ = [
-    "CHECK_FOLDS",
-    "CHECK_MIN_NETWORKS",
     "DEFAULT_MINUTES",
     "DEFAULT_SETTINGS",
-    "DEFAULT_STOP_PCT",
     "LEARNED_FORMS",
     "LEARN_MAX_ROUNDS",
     "LearnError",
     "LearnReport",
     "LearnedPredictor",
     "NetworkCheck",
-    "TierCheck",
     "learn_from_profiles",
     "learn_target",
-    "predict_profiled",
 ]
