@@ -70,6 +70,16 @@ def learn(
             "accuracy; 0 measures until the tiers or the budget end.",
         ),
     ] = 0.0,
+    reference: Annotated[
+        Path | None,
+        typer.Option(
+            "--reference",
+            help="Another machine's network-profile file (Parquet, e.g. the one this "
+            "repository ships in sweeps/network-profiles/) to start from: the models also "
+            "learn from its networks not measured here, their kernel times translated to "
+            "this machine by what the networks measured here show.",
+        ),
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Learn a latency predictor for this machine by profiling whole networks.
@@ -90,12 +100,22 @@ def learn(
     def note(message: str) -> None:
         err_console.print(escape(message), highlight=False, soft_wrap=True)
 
+    from prmodel.workflows.transfer import load_reference
+
+    chosen = get_target(target)
+    start = None if reference is None else load_reference(reference)
+    if start is not None:
+        note(
+            f"reference: {len(start.networks)} networks of {start.target_id} "
+            f"({start.path}); their kernels are translated to this machine"
+        )
     report = learn_target(
-        get_target(target),
+        chosen,
         workspace=Workspace.at(workspace).create(),
         minutes=minutes,
         stop_pct=stop_at,
         settings=NetworkMeasureSettings(rounds=rounds, max_rounds=max_rounds),
+        reference=start,
         on_note=note,
     )
     if json_output:
@@ -127,6 +147,16 @@ def _print_report(report: LearnReport) -> None:
     elif report.skipped:
         console.print(
             f"the budget left {len(report.skipped)} networks unmeasured (--minutes for more)",
+            highlight=False,
+        )
+    if report.translation is not None:
+        moved = report.translation
+        error = "" if moved.error_pct is None else f", {significant(moved.error_pct, 2)} % off"
+        console.print(
+            f"translated the kernels of {moved.reference_id}: learned from {moved.pairs:,} "
+            f"kernels of {len(moved.paired_networks)} networks measured on both (this "
+            f"machine takes {significant(moved.median_ratio, 2)}x the reference's time, "
+            f"median{error} out of fold)",
             highlight=False,
         )
     if report.tier_checks:

@@ -50,7 +50,7 @@ from prmodel.estimate.calibration import (
     last_level_cache_bytes,
 )
 from prmodel.estimate.estimator import Estimator, model_digests
-from prmodel.estimate.op_costs import CalibrationSample, in_network_us
+from prmodel.estimate.op_costs import CalibrationSample
 from prmodel.layers import LayerConfig, LayerKind
 from prmodel.networks import NetworkMeasureSettings
 from prmodel.select.pr_file import MissingRepresentativesError, representatives_for
@@ -63,6 +63,7 @@ from prmodel.train.model import LatencyModel
 from prmodel.train.training import training_digest
 from prmodel.workflows.network_profiles import (
     PROFILE_SET,
+    in_network_times,
     kernel_layers,
     matching_rows,
     profiles_path,
@@ -77,6 +78,13 @@ from prmodel.workflows.tier_checks import (
     TierCheck,
     TierChecker,
     measure_tiers,
+)
+from prmodel.workflows.transfer import (
+    ReferenceProfiles,
+    TranslatedKernels,
+    Translation,
+    fit_translation,
+    translated_kernels,
 )
 from prmodel.workspace import Workspace
 from prmodel.zoo.learning import LearningTier, check_not_held_out, learning_tiers
@@ -130,6 +138,8 @@ class LearnedPredictor:
     fit: InNetworkFit
     checks: tuple[NetworkCheck, ...]
     features: str
+    translated: TranslatedKernels | None = None
+    """The reference's kernels the models learned from too (None: no reference)."""
 
     def estimator(self, target: Target) -> Estimator:
         """An estimator with these models and this calibration."""
@@ -164,6 +174,8 @@ class LearnReport:
     """The tier after which learning stopped because it was predicted within the stop
     threshold (None: it went on until the tiers or the budget ended)."""
     stop_pct: float = 0.0
+    translation: Translation | None = None
+    """How the reference's kernel times were translated (None: no reference)."""
 
     @property
     def networks(self) -> tuple[str, ...]:
@@ -226,6 +238,7 @@ class LearnReport:
             "stop_pct": self.stop_pct,
             "tier_checks": [check.to_dict() for check in self.tier_checks],
             "stopped_after": self.stopped_after,
+            "translation": None if self.translation is None else self.translation.to_dict(),
         }
 
 
@@ -244,6 +257,7 @@ def learn_target(
     folds: int = DEFAULT_FOLDS,
     seed: int = 0,
     model_params: Mapping[str, Any] | None = None,
+    reference: ReferenceProfiles | None = None,
     progress: bool = True,
     on_note: Callable[[str], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
@@ -269,6 +283,9 @@ def learn_target(
         folds: Folds of networks for the out-of-fold check and the calibration.
         seed: Seed of the folds and the regressors.
         model_params: XGBoost hyper-parameters replacing the defaults.
+        reference: Another machine's network profiles to start from: the kind models
+            also learn from its networks not measured here, translated to this machine
+            (:mod:`prmodel.workflows.transfer`).
         progress: Show a progress bar with an ETA on stderr.
         on_note: Told, one sentence each, what happens (batches measured, features used).
         clock: Seconds, monotonic (tests pass a fake one).
@@ -280,6 +297,7 @@ def learn_target(
         LearnError: the target cannot run networks, a bad budget, held-out networks asked
             for, models of another training set in the way, or nothing to train on.
         ProfileSetError: an unreadable data set file.
+        TransferError: a reference sharing too few kernels with what was measured.
     """
     if not isinstance(target, NetworkRunner):
         raise LearnError(
@@ -334,6 +352,7 @@ def learn_target(
         folds=CHECK_FOLDS,
         seed=seed,
         model_params=model_params,
+        reference=reference,
     )
     checking = TierChecker(target, path, identity, fit, stop_pct=stop_pct, clock=clock)
     with measuring.showing(progress and bool(pending)):
@@ -363,6 +382,7 @@ def learn_target(
         folds=folds,
         seed=seed,
         model_params=model_params,
+        reference=reference,
     )
     models_dir = workspace.models_dir / target.target_id
     calibration_file = _save(
@@ -397,6 +417,7 @@ def learn_target(
         tier_checks=tuple(checking.checks),
         stopped_after=stopped_after,
         stop_pct=stop_pct,
+        translation=None if learned.translated is None else learned.translated.translation,
     )
 
 
@@ -409,6 +430,7 @@ def learn_from_profiles(
     folds: int = DEFAULT_FOLDS,
     seed: int = 0,
     model_params: Mapping[str, Any] | None = None,
+    reference: ReferenceProfiles | None = None,
 ) -> LearnedPredictor:
     """Fit kernel models and the calibration on network-profile rows (nothing is saved).
 
@@ -421,23 +443,35 @@ def learn_from_profiles(
         folds: Folds of networks.
         seed: Seed of the folds and the regressors.
         model_params: XGBoost hyper-parameters replacing the defaults.
+        reference: Another machine's profiles: the kind models also learn from its
+            networks not in ``rows``, their kernel times translated to this machine
+            (:mod:`prmodel.workflows.transfer`); the calibration uses ``rows`` alone.
 
     Raises:
         LearnError: no network with a positive measured latency.
+        TransferError: too few kernels measured both here and in the reference.
     """
     rows = rows.reset_index(drop=True)
     totals = rows.groupby("network", sort=False)["network_total_us"].first()
     if not (totals > 0).any():
         raise LearnError("no profiled network has a positive measured latency")
     layers = kernel_layers(rows)
-    in_network = _in_network_times(rows)
+    in_network = in_network_times(rows)
+    names = list(rows["network"])
+    translated = None
+    if reference is not None:
+        translation = fit_translation(reference, rows, seed=seed)
+        translated = translated_kernels(reference, translation, skip=names)
+        layers = [*layers, *translated.layers]
+        in_network = np.concatenate([in_network, translated.times_us])
+        names = [*names, *translated.networks]
     profile: HardwareProfile | None = None
     if representatives is None:
         profile = target.hardware_profile()
     fit = fit_in_network_models(
         layers,
         in_network,
-        list(rows["network"]),
+        names,
         representatives=representatives,
         profile=profile,
         folds=folds,
@@ -445,7 +479,35 @@ def learn_from_profiles(
         params=model_params,
         usable=lambda layer: target.unsupported_reason(layer) is None,
     )
-    status = _status(rows, layers, fit)
+    if translated is not None:  # the calibration judges the networks measured here
+        fit = replace(fit, out_of_fold_us=fit.out_of_fold_us[: len(rows)])
+    described = features or (
+        "hardware profile" if representatives is None else "PR file and hardware profile"
+    )
+    if translated is not None:
+        described += f", with kernels translated from {translated.translation.reference_id}"
+    return calibrated_predictor(rows, target, fit, features=described, translated=translated)
+
+
+def calibrated_predictor(
+    rows: pd.DataFrame,
+    target: Target,
+    fit: InNetworkFit,
+    *,
+    features: str,
+    translated: TranslatedKernels | None = None,
+) -> LearnedPredictor:
+    """The predictor of ``fit``'s models with the calibration fitted on ``rows``' networks.
+
+    Args:
+        rows: Network-profile rows of this machine (default index).
+        target: The target they were measured on.
+        fit: Kernel models and, aligned with ``rows``, each kernel's prediction by models
+            that did not learn its network's times (NaN: none could).
+        features: How the models' features were chosen, in words.
+        translated: The reference's kernels the models learned from too.
+    """
+    status = _status(rows, kernel_layers(rows), fit)
     samples = [
         CalibrationSample(
             name=str(name),
@@ -479,23 +541,7 @@ def learn_from_profiles(
         )
         for n in calibration.networks
     )
-    described = features or (
-        "hardware profile" if representatives is None else "PR file and hardware profile"
-    )
-    return LearnedPredictor(fit.models, calibration, fit, checks, described)
-
-
-def _in_network_times(rows: pd.DataFrame) -> np.ndarray:
-    """Each kernel's profiled time less the profiler's own cost (per network)."""
-    times = np.full(len(rows), np.nan)
-    for name, group in rows.groupby("network", sort=False):
-        sample = CalibrationSample(
-            name=str(name),
-            measured_us=float(group["network_total_us"].iloc[0]),
-            kernels=group[["status", "measured_us"]].reset_index(drop=True),
-        )
-        times[group.index] = in_network_us(sample)
-    return times
+    return LearnedPredictor(fit.models, calibration, fit, checks, features, translated)
 
 
 def _status(rows: pd.DataFrame, layers: Sequence[LayerConfig | None], fit: InNetworkFit) -> Any:
@@ -578,8 +624,24 @@ def _save(
         "protocol": protocol(settings),
         "fingerprint_hash": digest,
     }
+    if learned.translated is not None:
+        translated = learned.translated
+        training_set["reference"] = {
+            **translated.translation.to_dict(),
+            "networks": list(dict.fromkeys(translated.networks)),
+        }
     layers = kernel_layers(rows)
-    in_network = _in_network_times(rows)
+    in_network = in_network_times(rows)
+    keys = [None if layer is None else layer.key for layer in layers]
+    if learned.translated is not None:  # the digest covers every row the models learned from
+        layers = [*layers, *learned.translated.layers]
+        in_network = np.concatenate([in_network, learned.translated.times_us])
+        keys += [
+            f"{name}/{layer.key}"
+            for name, layer in zip(
+                learned.translated.networks, learned.translated.layers, strict=True
+            )
+        ]
     by_kind = {k.kind: k for k in learned.fit.kinds}
     pr_sha = file_sha256(representatives_path) if representatives_path is not None else None
     for kind, model in learned.models.items():
@@ -588,7 +650,7 @@ def _save(
             {
                 "target_id": target.target_id,
                 "fingerprint_hash": digest,
-                "layer_key": [layers[i].key for i in picked],  # type: ignore[union-attr]
+                "layer_key": [keys[i] for i in picked],
                 "latency_us": in_network[picked],
             }
         )
@@ -631,6 +693,7 @@ __all__ = [
     "LearnReport",
     "LearnedPredictor",
     "NetworkCheck",
+    "calibrated_predictor",
     "learn_from_profiles",
     "learn_target",
 ]

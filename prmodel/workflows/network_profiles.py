@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from prmodel.errors import PrmodelError, first_line
 from prmodel.estimate.compare import Comparison
+from prmodel.estimate.op_costs import CalibrationSample, in_network_us
 from prmodel.layers import LayerConfig
 from prmodel.measure.frames import LAYER_COLUMNS, layers_from_frame
 from prmodel.networks import NetworkMeasureSettings
@@ -218,6 +220,21 @@ def kernel_layers(frame: pd.DataFrame) -> list[LayerConfig | None]:
     return layers
 
 
+def in_network_times(rows: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """Each kernel's profiled time less the profiler's own cost (per network; NaN: none).
+
+    ``rows`` must have a default index (0..n-1)."""
+    times = np.full(len(rows), np.nan)
+    for name, group in rows.groupby("network", sort=False):
+        sample = CalibrationSample(
+            name=str(name),
+            measured_us=float(group["network_total_us"].iloc[0]),
+            kernels=group[["status", "measured_us"]].reset_index(drop=True),
+        )
+        times[group.index] = in_network_us(sample)
+    return times
+
+
 def _plain_types(frame: pd.DataFrame) -> pd.DataFrame:
     """Nullable integer layer columns stay integers; objects become text or None."""
     out = frame.copy()
@@ -240,6 +257,7 @@ __all__ = [
     "PROFILE_SET",
     "ProfileSetError",
     "append_profiles",
+    "in_network_times",
     "kernel_layers",
     "matching_rows",
     "profile_rows",
