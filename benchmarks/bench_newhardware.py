@@ -76,17 +76,13 @@ from prmodel.targets import Target, get_target
 from prmodel.targets.cpu import machine_info
 from prmodel.train.model import LatencyModel
 from prmodel.workflows.calibrate import measure_networks
-from prmodel.workflows.learn import (
-    LEARN_MAX_ROUNDS,
-    LearnReport,
-    learn_from_profiles,
-    learn_target,
-)
+from prmodel.workflows.learn import LEARN_MAX_ROUNDS, LearnReport, learn_target
 from prmodel.workflows.network_profiles import (
     kernel_layers,
     matching_rows,
     read_profiles,
 )
+from prmodel.workflows.predictor_fit import learn_from_profiles
 from prmodel.workspace import Workspace
 from prmodel.zoo import (
     HELD_OUT_SETS,

@@ -49,12 +49,12 @@ from prmodel.targets import Target, get_target
 from prmodel.targets.cpu import machine_info
 from prmodel.train.in_network import InNetworkFit
 from prmodel.train.model import ExtrapolationWarning
-from prmodel.workflows.learn import (
+from prmodel.workflows.network_profiles import kernel_layers, read_profiles
+from prmodel.workflows.predictor_fit import (
     LearnedPredictor,
     calibrated_predictor,
     learn_from_profiles,
 )
-from prmodel.workflows.network_profiles import kernel_layers, read_profiles
 from prmodel.workflows.transfer import ReferenceProfiles, load_reference
 from prmodel.zoo import HELD_OUT_SETS, build_networks
 from prmodel.zoo.learning import learning_networks

@@ -31,8 +31,9 @@ from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.base import fingerprint_hash
 from prmodel.train.artifacts import file_sha256, list_model_cards
-from prmodel.workflows.learn import LearnError, learn_from_profiles, learn_target
+from prmodel.workflows.learn import LearnError, learn_target
 from prmodel.workflows.network_profiles import PROFILE_SET, profiles_path, read_profiles
+from prmodel.workflows.predictor_fit import learn_from_profiles
 from prmodel.workflows.tier_checks import predict_profiled
 from prmodel.workspace import Workspace
 from prmodel.zoo import tiny_mobilenet, tiny_resnet, tiny_vgg

@@ -27,8 +27,9 @@ from test_learn import (
 )
 
 from prmodel.train.artifacts import list_model_cards
-from prmodel.workflows.learn import LearnReport, learn_from_profiles, learn_target
+from prmodel.workflows.learn import LearnReport, learn_target
 from prmodel.workflows.network_profiles import in_network_times, read_profiles, write_profiles
+from prmodel.workflows.predictor_fit import learn_from_profiles
 from prmodel.workflows.transfer import (
     MIN_PAIRS,
     REFERENCE_PREFIX,

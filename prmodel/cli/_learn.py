@@ -89,7 +89,9 @@ def learn(
     time budget in tiers, trains one model per layer kind on their kernels' in-network times
     and fits the calibration; `prmodel estimate` then uses them with no other step. With
     --stop-at, before each tier it predicts the tier before with models learned without it
-    and stops early when that comes within the threshold. A rerun reuses every network this
+    and stops early when that comes within the threshold. With --reference, the models also
+    learn from another machine's profiled networks, their kernel times translated to this
+    machine (it pays when little is measured here). A rerun reuses every network this
     workspace measured before on this machine.
 
     Example: prmodel learn -t cpu --minutes 10

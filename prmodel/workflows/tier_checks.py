@@ -27,7 +27,7 @@ from prmodel.workflows.profiling import NetworkProfiler
 from prmodel.zoo.learning import LearningTier
 
 if TYPE_CHECKING:
-    from prmodel.workflows.learn import LearnedPredictor
+    from prmodel.workflows.predictor_fit import LearnedPredictor
 
 DEFAULT_STOP_PCT = 0.0
 """No early stop by default: measure every tier the budget allows. A stop threshold (say 3 %:
