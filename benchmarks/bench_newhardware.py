@@ -58,7 +58,6 @@ import pandas as pd
 
 from prmodel.estimate.calibration import (
     Calibration,
-    CalibrationSample,
     core_cache_bytes,
     fit_calibration,
     last_level_cache_bytes,
@@ -82,7 +81,7 @@ from prmodel.workflows.network_profiles import (
     matching_rows,
     read_profiles,
 )
-from prmodel.workflows.predictor_fit import learn_from_profiles
+from prmodel.workflows.predictor_fit import calibration_samples, learn_from_profiles
 from prmodel.workspace import Workspace
 from prmodel.zoo import (
     HELD_OUT_SETS,
@@ -344,25 +343,8 @@ def _calibration(
                 warnings.simplefilter("ignore")
                 predicted[picked] = model.predict([layers[i] for i in picked])  # type: ignore[misc]
             status[picked] = "modelled"
-    samples = [
-        CalibrationSample(
-            name=str(name),
-            measured_us=float(group["network_total_us"].iloc[0]),
-            kernels=pd.DataFrame(
-                {
-                    "op": group["op"].to_numpy(),
-                    "status": status[group.index],
-                    "predicted_us": predicted[group.index],
-                    "bytes_moved": group["bytes_moved"].to_numpy(dtype=np.float64),
-                    "weight_bytes": group["weight_bytes"].to_numpy(dtype=np.float64),
-                    "measured_us": group["measured_us"].to_numpy(dtype=np.float64),
-                }
-            ),
-        )
-        for name, group in rows.groupby("network", sort=False)
-    ]
     return fit_calibration(
-        samples,
+        calibration_samples(rows.reset_index(drop=True), status, predicted),
         target_id=target.target_id,
         weight_cap_bytes=last_level_cache_bytes(target),
         core_cache_bytes=core_cache_bytes(target),

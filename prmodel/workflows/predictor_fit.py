@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
 from prmodel.errors import PrmodelError
@@ -175,23 +176,7 @@ def calibrated_predictor(
         translated: The reference's kernels the models learned from too.
     """
     status = _status(rows, kernel_layers(rows), fit)
-    samples = [
-        CalibrationSample(
-            name=str(name),
-            measured_us=float(group["network_total_us"].iloc[0]),
-            kernels=pd.DataFrame(
-                {
-                    "op": group["op"].to_numpy(),
-                    "status": status[group.index],
-                    "predicted_us": np.nan_to_num(fit.out_of_fold_us[group.index]),
-                    "bytes_moved": group["bytes_moved"].to_numpy(dtype=np.float64),
-                    "weight_bytes": group["weight_bytes"].to_numpy(dtype=np.float64),
-                    "measured_us": group["measured_us"].to_numpy(dtype=np.float64),
-                }
-            ),
-        )
-        for name, group in rows.groupby("network", sort=False)
-    ]
+    samples = calibration_samples(rows, status, np.nan_to_num(fit.out_of_fold_us))
     calibration = fit_calibration(
         samples,
         target_id=target.target_id,
@@ -209,6 +194,30 @@ def calibrated_predictor(
         for n in calibration.networks
     )
     return LearnedPredictor(fit.models, calibration, fit, checks, features, translated)
+
+
+def calibration_samples(
+    rows: pd.DataFrame, status: npt.NDArray[Any], predicted_us: npt.NDArray[np.float64]
+) -> list[CalibrationSample]:
+    """One calibration sample per profiled network of ``rows`` (default index), with each
+    kernel's status (free, modelled, unmodelled) and predicted time aligned with ``rows``."""
+    return [
+        CalibrationSample(
+            name=str(name),
+            measured_us=float(group["network_total_us"].iloc[0]),
+            kernels=pd.DataFrame(
+                {
+                    "op": group["op"].to_numpy(),
+                    "status": status[group.index],
+                    "predicted_us": predicted_us[group.index],
+                    "bytes_moved": group["bytes_moved"].to_numpy(dtype=np.float64),
+                    "weight_bytes": group["weight_bytes"].to_numpy(dtype=np.float64),
+                    "measured_us": group["measured_us"].to_numpy(dtype=np.float64),
+                }
+            ),
+        )
+        for name, group in rows.groupby("network", sort=False)
+    ]
 
 
 def _status(rows: pd.DataFrame, layers: Sequence[LayerConfig | None], fit: InNetworkFit) -> Any:
@@ -230,5 +239,6 @@ __all__ = [
     "LearnedPredictor",
     "NetworkCheck",
     "calibrated_predictor",
+    "calibration_samples",
     "learn_from_profiles",
 ]
