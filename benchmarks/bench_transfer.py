@@ -188,7 +188,8 @@ def direction(
             figures = _figures(score(learned.estimator(target), truth))
             figures["train_seconds"] = time.monotonic() - started
             if name == "transfer" and learned.translated is not None:
-                figures["translation"] = learned.translated.translation.to_dict()
+                moved = learned.translated.translation.to_dict()
+                figures["translation"] = {**moved, "file": _relative(source.profiles)}
             point[name] = figures
         curve.append(point)
         print(
