@@ -56,7 +56,7 @@ from prmodel.workflows.predictor_fit import (
     learn_from_profiles,
 )
 from prmodel.workflows.transfer import ReferenceProfiles, load_reference
-from prmodel.zoo import HELD_OUT_SETS, build_networks
+from prmodel.zoo import all_held_out_networks, build_networks
 from prmodel.zoo.learning import learning_networks
 
 HERE = Path(__file__).parent
@@ -276,7 +276,7 @@ def main() -> None:
     args = parser.parse_args()
     points = [int(p) for p in args.points.split(",")]
     started = time.monotonic()
-    specs = [spec for make in HELD_OUT_SETS.values() for spec in make()]
+    specs = all_held_out_networks()
     mapper = Estimator(get_target("cpu"), {}, strict=False)  # the graph is the same for both
     with tempfile.TemporaryDirectory(prefix="prmodel-transfer-") as folder:
         paths = build_networks(specs, Path(folder))

@@ -11,7 +11,7 @@ import onnx
 import pytest
 
 from prmodel.cli import main
-from prmodel.zoo import HELD_OUT_SETS, REFERENCE_NETWORKS
+from prmodel.zoo import HELD_OUT_SETS, REFERENCE_NETWORKS, all_held_out_networks
 
 
 def _run(
@@ -34,9 +34,7 @@ def test_list_shows_every_set(
     assert code == 0
     facts = json.loads(out)
     names = [f["name"] for f in facts]
-    assert names == list(REFERENCE_NETWORKS) + [
-        s.name for make in HELD_OUT_SETS.values() for s in make()
-    ]
+    assert names == list(REFERENCE_NETWORKS) + [s.name for s in all_held_out_networks()]
     assert {f["set"] for f in facts} == {"reference", *HELD_OUT_SETS}
     assert set(HELD_OUT_SETS) == {f"held-out{s}" for s in ("", "-b", "-c", "-d", "-e")}
     code, out, _ = _run(["networks", "list", "held-out"], monkeypatch, capsys)

@@ -9,6 +9,7 @@ networks measured on the new machine.
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -160,10 +161,16 @@ def test_held_out_networks_of_a_reference_are_left_out(
     rows = reference.rows.copy()
     hidden = held_out_networks()[0].name
     rows.loc[rows["network"] == TRAINING[0].name, "network"] = hidden
+    # Another network under a new name, but built as a held-out one (builder and options).
+    disguised = held_out_networks()[1]
+    second = rows["network"] == TRAINING[1].name
+    rows.loc[second, "network"] = "disguised"
+    rows.loc[second, "builder"] = disguised.builder.__name__
+    rows.loc[second, "network_options"] = json.dumps(disguised.kwargs)
     path = write_profiles(tmp_path / "renamed.parquet", rows)
     loaded = load_reference(path)
-    assert hidden not in loaded.networks
-    assert len(loaded.networks) == len(TRAINING) - 1
+    assert hidden not in loaded.networks and "disguised" not in loaded.networks
+    assert len(loaded.networks) == len(TRAINING) - 2
 
 
 def test_a_missing_or_empty_reference_is_one_clear_error(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ Nothing here measures or writes files; :mod:`prmodel.workflows.learn` uses it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +39,8 @@ from prmodel.workflows.network_profiles import (
     kernel_layers,
     read_profiles,
 )
-from prmodel.zoo.sets import HELD_OUT_SETS
+from prmodel.zoo.learning import is_held_out, is_held_out_name
+from prmodel.zoo.sets import ARCHITECTURES, NetworkSpec
 
 MIN_PAIRS = 30
 """Kernels measured both here and in the reference that a translation needs."""
@@ -118,8 +120,9 @@ class Translation:
 
 def load_reference(path: Path) -> ReferenceProfiles:
     """The reference rows in the network-profile file at ``path``: those of the machine
-    (target, fingerprint and protocol) with the most networks in it. Networks of the
-    held-out sets are left out, so held-out errors stay those of networks never learned.
+    (target, fingerprint and protocol) with the most networks in it. Networks that are (or
+    build the same network as) held-out ones are left out, so held-out errors stay those of
+    networks never learned.
 
     Args:
         path: A network-profile Parquet (``sweeps/network-profiles/<target_id>.parquet``).
@@ -131,8 +134,7 @@ def load_reference(path: Path) -> ReferenceProfiles:
     if not path.is_file():
         raise TransferError(f"there is no reference network-profile file at {path}")
     frame = read_profiles(path)
-    held_out = [spec.name for make in HELD_OUT_SETS.values() for spec in make()]
-    frame = frame[~frame["network"].isin(held_out)]
+    frame = frame[~frame["network"].isin(_held_out_networks(frame))]
     if frame.empty:
         raise TransferError(f"the reference file {path} holds no profiled networks")
     keys = ["target_id", "fingerprint_hash", "protocol_hash"]
@@ -149,6 +151,23 @@ def load_reference(path: Path) -> ReferenceProfiles:
         fingerprint_hash=str(fingerprint),
         rows=frame[chosen].reset_index(drop=True),
     )
+
+
+def _held_out_networks(frame: pd.DataFrame) -> list[str]:
+    """The networks of ``frame`` that bear a held-out network's name or build the same
+    network (builder and options, as :func:`prmodel.zoo.learning.is_held_out` judges
+    the networks ``prmodel learn`` is given)."""
+    found = []
+    built = frame[["network", "builder", "network_options"]].drop_duplicates("network")
+    for name, builder, options in built.itertuples(index=False):
+        make = ARCHITECTURES.get(str(builder))
+        if make is None:  # a lab's own builder: judged by its name alone
+            held_out = is_held_out_name(str(name))
+        else:
+            held_out = is_held_out(NetworkSpec(str(name), make, json.loads(options)))
+        if held_out:
+            found.append(str(name))
+    return found
 
 
 def fit_translation(

@@ -36,13 +36,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, Sequence
+from functools import cache
 from typing import Any, NamedTuple
 
 from prmodel.zoo.builder import ZooError
 from prmodel.zoo.classic import densenet, squeezenet
 from prmodel.zoo.mobile import efficientnet, mnasnet, mobilenet_v2, shufflenet_v2
 from prmodel.zoo.modern import convnext, regnet_y
-from prmodel.zoo.sets import HELD_OUT_SETS, NetworkSpec, reference_networks
+from prmodel.zoo.sets import NetworkSpec, all_held_out_networks, reference_networks
 
 SMALLEST_RESOLUTION = 96
 """The first resolution variant of every reference network: 3x3 last feature maps (the
@@ -169,12 +170,23 @@ def network_identity(spec: NetworkSpec) -> tuple[str, tuple[tuple[str, Any], ...
     return spec.builder.__name__, options
 
 
+@cache
+def _held_out_keys() -> tuple[frozenset[str], frozenset[Any]]:
+    """The names and the network identities of every held-out network."""
+    held_out = all_held_out_networks()
+    return frozenset(h.name for h in held_out), frozenset(network_identity(h) for h in held_out)
+
+
 def is_held_out(spec: NetworkSpec) -> bool:
     """Whether ``spec`` builds a network of any held-out set (:data:`HELD_OUT_SETS`), or
     bears its name."""
-    held_out = [spec for make in HELD_OUT_SETS.values() for spec in make()]
-    identities = {network_identity(h) for h in held_out}
-    return spec.name in {h.name for h in held_out} or network_identity(spec) in identities
+    names, identities = _held_out_keys()
+    return spec.name in names or network_identity(spec) in identities
+
+
+def is_held_out_name(name: str) -> bool:
+    """Whether a held-out network bears ``name`` (for networks whose builder is unknown)."""
+    return name in _held_out_keys()[0]
 
 
 def check_not_held_out(specs: Sequence[NetworkSpec]) -> None:
@@ -203,6 +215,7 @@ __all__ = [
     "LearningTier",
     "check_not_held_out",
     "is_held_out",
+    "is_held_out_name",
     "learning_networks",
     "learning_tiers",
     "network_identity",

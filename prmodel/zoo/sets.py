@@ -304,6 +304,11 @@ HELD_OUT_SETS: dict[str, Callable[[], list[NetworkSpec]]] = {
 The newest is the one no choice has looked at; the others are development sets."""
 
 
+def all_held_out_networks() -> list[NetworkSpec]:
+    """The networks of every held-out set, oldest set first."""
+    return [spec for make in HELD_OUT_SETS.values() for spec in make()]
+
+
 NETWORK_SETS: dict[str, Callable[[], list[NetworkSpec]]] = {
     "reference": reference_networks,
     **HELD_OUT_SETS,
