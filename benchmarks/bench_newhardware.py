@@ -326,6 +326,28 @@ def _lone_models(frame: pd.DataFrame, target: Target, seed: int) -> dict[LayerKi
     return models
 
 
+def modelled_kernels(
+    rows: pd.DataFrame,
+    layers: Sequence[LayerConfig | None],
+    models: Mapping[LayerKind, LayerModel],
+    target: Target | None = None,
+) -> np.ndarray:
+    """Each timed kernel's time by the model of its kind (NaN: free, no model, or a layer
+    ``target`` cannot run alone, which learn leaves to the calibration's op fits)."""
+    predicted = np.full(len(rows), np.nan)
+    timed = (rows["status"] != "free").to_numpy()
+    for kind, model in models.items():
+        picked = [i for i, x in enumerate(layers) if x is not None and x.kind is kind]
+        picked = [i for i in picked if timed[i]]
+        if target is not None:
+            picked = [i for i in picked if target.unsupported_reason(layers[i]) is None]  # type: ignore[arg-type]
+        if picked:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # extrapolation: judged by the figures
+                predicted[picked] = model.predict([layers[i] for i in picked])  # type: ignore[misc]
+    return predicted
+
+
 def _calibration(
     rows: pd.DataFrame,
     layers: Sequence[LayerConfig | None],
@@ -333,18 +355,11 @@ def _calibration(
     target: Target,
 ) -> Calibration:
     """The standard calibration of lone-layer models, fitted on profiled networks' rows."""
-    predicted = np.zeros(len(rows))
+    predicted = modelled_kernels(rows, layers, models)
     status = np.where(rows["status"] == "free", "free", "unmodelled").astype(object)
-    for kind, model in models.items():
-        picked = [i for i, x in enumerate(layers) if x is not None and x.kind is kind]
-        picked = [i for i in picked if status[i] != "free"]
-        if picked:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                predicted[picked] = model.predict([layers[i] for i in picked])  # type: ignore[misc]
-            status[picked] = "modelled"
+    status[np.isfinite(predicted)] = "modelled"
     return fit_calibration(
-        calibration_samples(rows.reset_index(drop=True), status, predicted),
+        calibration_samples(rows.reset_index(drop=True), status, np.nan_to_num(predicted)),
         target_id=target.target_id,
         weight_cap_bytes=last_level_cache_bytes(target),
         core_cache_bytes=core_cache_bytes(target),

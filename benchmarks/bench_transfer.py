@@ -34,7 +34,6 @@ import argparse
 import json
 import tempfile
 import time
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,13 +41,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from bench_newhardware import HeldOut, score
+from bench_newhardware import HeldOut, modelled_kernels, score
 
 from prmodel.estimate.estimator import Estimator
 from prmodel.targets import Target, get_target
 from prmodel.targets.cpu import machine_info
 from prmodel.train.in_network import InNetworkFit
-from prmodel.train.model import ExtrapolationWarning
 from prmodel.workflows.network_profiles import kernel_layers, read_profiles
 from prmodel.workflows.predictor_fit import (
     LearnedPredictor,
@@ -118,21 +116,7 @@ def reference_models_predictor(
     reference: LearnedPredictor, rows: pd.DataFrame, target: Target
 ) -> LearnedPredictor:
     """The reference's kind models with a calibration fitted on ``rows`` of the new target."""
-    layers = kernel_layers(rows)
-    predicted = np.full(len(rows), np.nan)
-    for kind, model in reference.models.items():
-        picked = [
-            i
-            for i, layer in enumerate(layers)
-            if layer is not None
-            and layer.kind is kind
-            and target.unsupported_reason(layer) is None
-            and rows["status"].iat[i] != "free"
-        ]
-        if picked:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ExtrapolationWarning)
-                predicted[picked] = model.predict([layers[i] for i in picked])  # type: ignore[misc]
+    predicted = modelled_kernels(rows, kernel_layers(rows), reference.models, target)
     fit = InNetworkFit(reference.models, predicted, (), 0)
     return calibrated_predictor(rows, target, fit, features="reference models")
 

@@ -31,7 +31,7 @@ from prmodel.select.representatives import ParameterSteps, RepresentativeSet
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.targets.base import fingerprint_hash
 from prmodel.train.artifacts import file_sha256, list_model_cards
-from prmodel.workflows.learn import LearnError, learn_target
+from prmodel.workflows.learn import LearnError, LearnReport, learn_target
 from prmodel.workflows.network_profiles import PROFILE_SET, profiles_path, read_profiles
 from prmodel.workflows.predictor_fit import learn_from_profiles
 from prmodel.workflows.tier_checks import predict_profiled
@@ -163,22 +163,26 @@ TRAINING = [
 UNSEEN = [_spec("resnet", 36, 20), _spec("mobilenet", 28, 12, 2), _spec("vgg", 56, 16)]
 
 
+def learn_quickly(target: ProfilingTarget, workspace: Workspace, **options: Any) -> LearnReport:
+    """``learn_target`` on the fake target with quick settings (an hour's budget on its
+    clock, 2 rounds, 3 folds, small models); ``options`` add or replace arguments."""
+    settings = {
+        "minutes": 60,
+        "settings": QUICK,
+        "folds": 3,
+        "model_params": FAST,
+        "progress": False,
+        "clock": target.clock,
+    }
+    return learn_target(target, workspace=workspace, **{**settings, **options})
+
+
 @pytest.fixture(scope="module")
 def learned(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, ProfilingTarget, Any]:
     """One workspace learned from the training networks (shared: training takes seconds)."""
     workspace = Workspace.at(tmp_path_factory.mktemp("learned"))
     target = ProfilingTarget()
-    report = learn_target(
-        target,
-        workspace=workspace,
-        networks=TRAINING,
-        minutes=60,
-        settings=QUICK,
-        folds=3,
-        model_params=FAST,
-        progress=False,
-        clock=target.clock,
-    )
+    report = learn_quickly(target, workspace, networks=TRAINING)
     return workspace, target, report
 
 
@@ -247,17 +251,7 @@ def test_a_rerun_reuses_what_was_measured(
 ) -> None:
     workspace, _, first = learned
     target = ProfilingTarget()
-    report = learn_target(
-        target,
-        workspace=workspace,
-        networks=TRAINING,
-        minutes=60,
-        settings=QUICK,
-        folds=3,
-        model_params=FAST,
-        progress=False,
-        clock=target.clock,
-    )
+    report = learn_quickly(target, workspace, networks=TRAINING)
     assert target.calls == []
     assert report.measured == ()
     assert sorted(report.reused) == sorted(first.measured)
@@ -267,16 +261,12 @@ def test_a_rerun_reuses_what_was_measured(
 
 def test_the_time_budget_stops_measuring(tmp_path: Path) -> None:
     target = ProfilingTarget()
-    report = learn_target(
+    report = learn_quickly(
         target,
-        workspace=Workspace.at(tmp_path),
+        Workspace.at(tmp_path),
         networks=TRAINING,
         minutes=1.5,  # 90 s: four networks at 20 s each
-        settings=QUICK,
         folds=2,
-        model_params=FAST,
-        progress=False,
-        clock=target.clock,
     )
     assert len(report.measured) in range(1, 5)
     assert report.measure_seconds <= 90
@@ -420,18 +410,7 @@ def test_a_pr_file_gives_the_models_its_architecture_features(tmp_path: Path) ->
         workspace.representatives_path(target.target_id)
     )
     notes: list[str] = []
-    report = learn_target(
-        target,
-        workspace=workspace,
-        networks=TRAINING[:9],
-        minutes=60,
-        settings=QUICK,
-        folds=3,
-        model_params=FAST,
-        progress=False,
-        on_note=notes.append,
-        clock=target.clock,
-    )
+    report = learn_quickly(target, workspace, networks=TRAINING[:9], on_note=notes.append)
     assert report.features == f"PR file {pr_path.name}"
     (conv,) = [
         card for _, card in list_model_cards(workspace, target.target_id) if card.kind == "conv"
@@ -454,19 +433,8 @@ TIERS = [
 
 def _learn_tiers(tmp_path: Path, stop_pct: float, **options: Any) -> tuple[Any, ProfilingTarget]:
     target = ProfilingTarget()
-    report = learn_target(
-        target,
-        workspace=Workspace.at(tmp_path),
-        tiers=options.pop("tiers", TIERS),
-        minutes=options.pop("minutes", 60),
-        stop_pct=stop_pct,
-        settings=QUICK,
-        folds=3,
-        model_params=FAST,
-        progress=False,
-        clock=target.clock,
-        **options,
-    )
+    options.setdefault("tiers", TIERS)
+    report = learn_quickly(target, Workspace.at(tmp_path), stop_pct=stop_pct, **options)
     return report, target
 
 

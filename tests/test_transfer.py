@@ -18,17 +18,16 @@ from typing import Any
 import numpy as np
 import pytest
 from test_learn import (
-    FAST,
-    QUICK,
     TRAINING,
     UNSEEN,
     ProfilingTarget,
     _run,
     _spec,
+    learn_quickly,
 )
 
 from prmodel.train.artifacts import list_model_cards
-from prmodel.workflows.learn import LearnReport, learn_target
+from prmodel.workflows.learn import LearnReport
 from prmodel.workflows.network_profiles import in_network_times, read_profiles, write_profiles
 from prmodel.workflows.predictor_fit import learn_from_profiles
 from prmodel.workflows.transfer import (
@@ -55,18 +54,7 @@ def _new_machine() -> ProfilingTarget:
 def _learn(
     workspace: Path, target: ProfilingTarget, networks: Sequence[Any], **options: Any
 ) -> LearnReport:
-    return learn_target(
-        target,
-        workspace=Workspace.at(workspace),
-        networks=networks,
-        minutes=60,
-        settings=QUICK,
-        folds=3,
-        model_params=FAST,
-        progress=False,
-        clock=target.clock,
-        **options,
-    )
+    return learn_quickly(target, Workspace.at(workspace), networks=networks, **options)
 
 
 @pytest.fixture(scope="module")
