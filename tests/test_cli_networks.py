@@ -36,7 +36,7 @@ def test_list_shows_every_set(
     names = [f["name"] for f in facts]
     assert names == list(REFERENCE_NETWORKS) + [s.name for s in all_held_out_networks()]
     assert {f["set"] for f in facts} == {"reference", *HELD_OUT_SETS}
-    assert set(HELD_OUT_SETS) == {f"held-out{s}" for s in ("", "-b", "-c", "-d", "-e")}
+    assert set(HELD_OUT_SETS) == {f"held-out{s}" for s in ("", "-b", "-c", "-d", "-e", "-f")}
     code, out, _ = _run(["networks", "list", "held-out"], monkeypatch, capsys)
     assert code == 0 and "held-out networks (15)" in out and "resnet34_160" in out
     assert max(len(line.rstrip()) for line in out.splitlines()) <= 80

@@ -10,6 +10,7 @@ from prmodel.zoo import (
     fourth_held_out_networks,
     held_out_networks,
     reference_networks,
+    sixth_held_out_networks,
     third_held_out_networks,
 )
 from prmodel.zoo.learning import (
@@ -77,7 +78,12 @@ def test_every_reference_network_comes_at_batch_4_and_96_px() -> None:
 
 @pytest.mark.parametrize(
     "held_out",
-    [*third_held_out_networks(), *fourth_held_out_networks(), *fifth_held_out_networks()],
+    [
+        *third_held_out_networks(),
+        *fourth_held_out_networks(),
+        *fifth_held_out_networks(),
+        *sixth_held_out_networks(),
+    ],
     ids=lambda s: s.name,
 )
 def test_the_newer_held_out_sets_are_refused_too(held_out: NetworkSpec) -> None:

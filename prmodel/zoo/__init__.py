@@ -30,6 +30,7 @@ from prmodel.zoo.sets import (
     reference_networks,
     resolve_networks,
     second_held_out_networks,
+    sixth_held_out_networks,
     third_held_out_networks,
 )
 from prmodel.zoo.tiny import TINY_NETWORKS, tiny_mobilenet, tiny_resnet, tiny_vgg
@@ -77,6 +78,7 @@ __all__ = [
     "resolve_networks",
     "second_held_out_networks",
     "shufflenet_v2",
+    "sixth_held_out_networks",
     "squeezenet",
     "third_held_out_networks",
     "tiny_mobilenet",

@@ -293,12 +293,63 @@ def fifth_held_out_networks() -> list[NetworkSpec]:
     ]
 
 
+def sixth_held_out_networks() -> list[NetworkSpec]:
+    """15 more networks outside every other set: the check of the changes made after the
+    fifth held-out set was scored.
+
+    Chosen on 2026-12-06 at 10:05 UTC, before any predictor was scored on them, when
+    :func:`fifth_held_out_networks` had been scored twice (so became a development set) and
+    before the accuracy study of that session looked at any prediction. Widths (1.2, 1.25,
+    1.5 on other architectures than before, VGG at 0.5), resolutions (112-320 px) and batch
+    sizes (2, 3, 6) outside the training tiers, RegNet Y 3.2GF off its native size and
+    RegNet Y 400MF widened; keep them out of training and tuning likewise.
+    """
+    return [
+        NetworkSpec(
+            "resnet18_x1_25_176_b2", resnet, {"depth": 18, "width": 1.25, "size": 176, "batch": 2}
+        ),
+        NetworkSpec("resnet50_232", resnet, {"depth": 50, "size": 232}),
+        NetworkSpec("vgg11_x0_5_160_b2", vgg, {"depth": 11, "width": 0.5, "size": 160, "batch": 2}),
+        NetworkSpec("densenet121_144_b3", densenet, {"depth": 121, "size": 144, "batch": 3}),
+        NetworkSpec("googlenet_112_b6", googlenet, {"size": 112, "batch": 6}),
+        NetworkSpec(
+            "squeezenet1_1_272_b2", squeezenet, {"version": "1_1", "size": 272, "batch": 2}
+        ),
+        NetworkSpec(
+            "mobilenet_v2_x1_2_176_b2", mobilenet_v2, {"width": 1.2, "size": 176, "batch": 2}
+        ),
+        NetworkSpec(
+            "mobilenet_v3_large_x1_5_160",
+            mobilenet_v3,
+            {"variant": "large", "width": 1.5, "size": 160},
+        ),
+        NetworkSpec(
+            "mobilenet_v3_small_x0_5_224_b3",
+            mobilenet_v3,
+            {"variant": "small", "width": 0.5, "batch": 3},
+        ),
+        NetworkSpec(
+            "efficientnet_b2_160_b2", efficientnet, {"variant": "b2", "size": 160, "batch": 2}
+        ),
+        NetworkSpec("mnasnet1_3_160_b3", mnasnet, {"width": 1.3, "size": 160, "batch": 3}),
+        NetworkSpec(
+            "shufflenet_v2_x0_5_320_b2", shufflenet_v2, {"width": 0.5, "size": 320, "batch": 2}
+        ),
+        NetworkSpec("regnet_y_3_2gf_176", regnet_y, {"variant": "3.2gf", "size": 176}),
+        NetworkSpec(
+            "regnet_y_400mf_x1_5_208", regnet_y, {"variant": "400mf", "width": 1.5, "size": 208}
+        ),
+        NetworkSpec("convnext_atto_256_b2", convnext, {"variant": "atto", "size": 256, "batch": 2}),
+    ]
+
+
 HELD_OUT_SETS: dict[str, Callable[[], list[NetworkSpec]]] = {
     "held-out": held_out_networks,
     "held-out-b": second_held_out_networks,
     "held-out-c": third_held_out_networks,
     "held-out-d": fourth_held_out_networks,
     "held-out-e": fifth_held_out_networks,
+    "held-out-f": sixth_held_out_networks,
 }
 """Every held-out set by name, oldest first: no training network may be one of theirs.
 The newest is the one no choice has looked at; the others are development sets."""
