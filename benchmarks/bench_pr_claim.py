@@ -86,12 +86,24 @@ TARGETS = {
     "scalesim": "scalesim:rows=32,cols=32,dataflow=ws,mode=full,"
     "ifmap_kb=32,filter_kb=32,ofmap_kb=16,bandwidth=4",
 }
-DEFAULT_MAX_MACS = {"scalesim": 1_000_000}
-DEFAULT_MAX_ACTIVATION_BYTES = {"scalesim": 100_000}
-"""SCALE-Sim full mode's cost follows the cycles it simulates per group (output pixels times
-folds, plus stalls), which a MAC cap leaves unbounded for large feature maps with few
-channels (a depthwise conv on 112x112 pixels); a cap on input plus output activation bytes
-bounds the pixels. Neither bounds stall cycles, which cost as much to simulate."""
+CAPS = ("max_macs", "max_activation_bytes", "max_weight_bytes", "max_reduction")
+"""The per-layer caps of :class:`prmodel.select.dimensions.Limits` this bench can set."""
+DEFAULT_CAPS = {
+    "scalesim": {
+        "max_macs": 1_000_000,
+        "max_activation_bytes": 100_000,
+        "max_weight_bytes": 400_000,
+        "max_reduction": 2_304,
+    }
+}
+"""SCALE-Sim full mode's cost follows the folds and cycles it simulates, stalls included
+(2026-12-06 probes, 2-core AMD EPYC). A MAC cap leaves the pixels unbounded for large
+feature maps with few channels (a depthwise conv on 112x112 pixels); a cap on input plus
+output activation bytes bounds them. A 3x3 conv of 846 to 121 channels on one pixel still
+simulated for more than 15 s, stalling on its 0.9 M weights: the weight cap (100,000
+weights, three times the 32 KB filter SRAM) bounds those. A 7x7 conv of 735 channels to one
+filter (36,015 terms a dot product, 1,126 folds of the 32 rows) ran longer than 30 s: the
+reduction cap (256 channels at 3x3, 72 folds of the rows) bounds the folds."""
 BOUNDED_BASE = {"channels": 32, "out_channels": 32, "height": 14}
 """Base layer of the 1-D sweeps in a MAC-bounded conv space (1.8 MMACs at 3x3)."""
 TEST_SETS = ("random", "networks")
@@ -102,20 +114,16 @@ COMPARED = ("pr", "networks")
 
 
 def bounded_spaces(
-    kinds: Sequence[LayerKind], max_macs: int | None, max_activation_bytes: int | None = None
+    kinds: Sequence[LayerKind], caps: dict[str, int]
 ) -> dict[LayerKind, ParameterSpace] | None:
-    """The default spaces with caps on MACs and activation bytes (and a sweep base inside
-    them), or None where neither is given."""
-    if max_macs is None and max_activation_bytes is None:
+    """The default spaces with the given caps (:data:`CAPS`; a sweep base inside them), or
+    None where no cap is given."""
+    if not caps:
         return None
     spaces = {}
     for kind in kinds:
         space = default_space(kind)
-        limits = dataclasses.replace(
-            space.limits,
-            max_macs=max_macs or space.limits.max_macs,
-            max_activation_bytes=max_activation_bytes or space.limits.max_activation_bytes,
-        )
+        limits = dataclasses.replace(space.limits, **caps)
         base = dict(space.base)
         if kind is LayerKind.CONV:
             base.update(BOUNDED_BASE)
@@ -279,13 +287,12 @@ def staircase_share(
 def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
     target = get_target(TARGETS.get(name, name))
     kinds = tuple(parse_kind(k) for k in args.kinds.split(","))
-    cap = args.max_macs if args.max_macs is not None else DEFAULT_MAX_MACS.get(name)
-    max_macs = int(cap) if cap else None
-    activations = args.max_activation_bytes
-    if activations is None:
-        activations = DEFAULT_MAX_ACTIVATION_BYTES.get(name)
-    max_activation_bytes = int(activations) if activations else None
-    spaces = bounded_spaces(kinds, max_macs, max_activation_bytes)
+    caps = dict(DEFAULT_CAPS.get(name, {}))
+    for key in CAPS:
+        if (value := getattr(args, key)) is not None:
+            caps[key] = int(value)
+    caps = {key: value for key, value in caps.items() if value > 0}
+    spaces = bounded_spaces(kinds, caps)
     samplers = tuple(args.samplers.split(","))
     workspace = Workspace.at(args.workspace).create()
     folder = workspace.root / "networks" / "zoo"
@@ -355,8 +362,7 @@ def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         **report,
         "name": name,
-        "max_macs": max_macs,
-        "max_activation_bytes": max_activation_bytes,
+        "caps": caps,
         "network_layer_coverage": coverage,
         "stalls": stalls,
         "staircase_share": explained,
@@ -441,18 +447,22 @@ def markdown(report: dict[str, Any]) -> str:
             f"average {t['load_average_start']} at the start, {t['load_average_end']} at the end.",
             "",
         ]
-        if t["max_macs"] or t.get("max_activation_bytes"):
+        caps = t.get("caps") or {
+            key: t[key] for key in ("max_macs", "max_activation_bytes") if t.get(key)
+        }
+        if caps:
             cover = "; ".join(
                 f"{c['kind']}: {c['within']} of {c['distinct']} distinct held-out network "
                 f"layers ({100 * c['within'] / c['distinct']:.0f} %)"
                 for c in t["network_layer_coverage"]
             )
+            bound = ", ".join(
+                f"{value:,} {key.removeprefix('max_').replace('_', ' ')}"
+                for key, value in caps.items()
+            )
             lines += [
-                f"Layer space bound: at most {t['max_macs'] or 0:,} MACs and "
-                f"{t.get('max_activation_bytes') or 0:,} activation bytes (0: no cap) per "
-                "layer for every sampler, "
-                f"the random test set, the network test layers and the PR sweeps ({cover} "
-                "lie within it).",
+                f"Layer space bound: at most {bound} per layer for every sampler, the random "
+                f"test set, the network test layers and the PR sweeps ({cover} lie within it).",
                 "",
             ]
         for st in t.get("stalls", []):
@@ -555,6 +565,15 @@ def main(argv: list[str] | None = None) -> int:
         type=float,
         default=None,
         help="cap on a layer's input plus output activation bytes",
+    )
+    parser.add_argument(
+        "--max-weight-bytes", type=float, default=None, help="cap on a layer's weight bytes"
+    )
+    parser.add_argument(
+        "--max-reduction",
+        type=float,
+        default=None,
+        help="cap on the terms one output sums (input channels per group x kernel area)",
     )
     parser.add_argument("--no-ablation", action="store_true", help="skip PR without mapping")
     parser.add_argument(

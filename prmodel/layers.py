@@ -254,6 +254,18 @@ class LayerConfig:
         return math.prod(self.input_shape)
 
     @property
+    def reduction(self) -> int:
+        """Terms one output sums: input channels per group times the kernel area (conv), the
+        input width (dense), the window (pooling); 1 for element-wise layers. The GEMM's K."""
+        if self.kind is LayerKind.CONV:
+            return (self.channels // self.groups) * self.kernel_h * self.kernel_w
+        if self.kind is LayerKind.DENSE:
+            return self.channels
+        if self.kind in (LayerKind.MAXPOOL, LayerKind.AVGPOOL):
+            return self.kernel_h * self.kernel_w
+        return 1
+
+    @property
     def weight_bytes(self) -> int:
         """Bytes of weights and biases."""
         if self.kind is LayerKind.CONV:

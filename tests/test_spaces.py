@@ -221,6 +221,31 @@ def test_yaml_space_with_shorthands(tmp_path: Path) -> None:
     assert space.values_of("kernel_h") == (1, 3)
 
 
+def test_max_reduction_bounds_the_terms_one_output_sums(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(
+        "kind: conv\n"
+        "parameters:\n"
+        "  channels: {range: [1, 512]}\n"
+        "  height: 14\n"
+        "  width: 14\n"
+        "  kernel: {choices: [1, 3]}\n"
+        "  padding: same\n"
+        "  groups: {choices: [1, depthwise]}\n"
+        "limits: {max_reduction: 576}\n"
+    )
+    space = load_spaces(path)[LayerKind.CONV]
+    assert space.limits == Limits(max_reduction=576)
+    assert space.limits.allows(space.build({"channels": 64, "kernel_h": 3}))  # 64 * 9
+    assert not space.limits.allows(space.build({"channels": 65, "kernel_h": 3}))
+    assert space.limits.allows(space.build({"channels": 512, "kernel_h": 1}))
+    depthwise = space.build({"channels": 512, "kernel_h": 3, "groups": DEPTHWISE})
+    assert depthwise.reduction == 9 and space.limits.allows(depthwise)
+    rng = np.random.default_rng(1)
+    layers = [space.random_layer(rng) for _ in range(50)]
+    assert all(x.reduction <= 576 for x in layers)
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

@@ -116,25 +116,35 @@ class Tied:
 Dimension = Fixed | IntRange | Choice | Tied
 
 
+LIMIT_NAMES = ("max_macs", "max_weight_bytes", "max_activation_bytes", "max_reduction")
+"""The fields of :class:`Limits`, as a space file names them."""
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Upper bounds on a layer's work, so that every drawn layer stays affordable to measure."""
+    """Upper bounds on a layer's work, so that every drawn layer stays affordable to measure.
+
+    ``max_reduction`` bounds :attr:`~prmodel.layers.LayerConfig.reduction` (the GEMM's K):
+    a simulator's cost grows with the folds of K over its array, which MACs and bytes leave
+    unbounded for a layer with few outputs and a long window.
+    """
 
     max_macs: int | None = None
     max_weight_bytes: int | None = None
     max_activation_bytes: int | None = None
+    max_reduction: int | None = None
 
     def allows(self, layer: LayerConfig) -> bool:
         checks = (
             (self.max_macs, layer.macs),
             (self.max_weight_bytes, layer.weight_bytes),
             (self.max_activation_bytes, layer.activation_bytes),
+            (self.max_reduction, layer.reduction),
         )
         return all(limit is None or value <= limit for limit, value in checks)
 
     def to_dict(self) -> dict[str, int]:
-        names = ("max_macs", "max_weight_bytes", "max_activation_bytes")
-        return {n: int(v) for n in names if (v := getattr(self, n)) is not None}
+        return {n: int(v) for n in LIMIT_NAMES if (v := getattr(self, n)) is not None}
 
 
 def group_width(value: Any) -> int | None:
@@ -218,9 +228,8 @@ def parse_limits(where: str, data: Any) -> Limits:
     Raises:
         SpaceError: an unknown limit or one that is not a positive integer.
     """
-    names = ("max_macs", "max_weight_bytes", "max_activation_bytes")
-    if not isinstance(data, dict) or set(data) - set(names):
-        raise SpaceError(f"{where}: field 'limits' may only hold {', '.join(names)}")
+    if not isinstance(data, dict) or set(data) - set(LIMIT_NAMES):
+        raise SpaceError(f"{where}: field 'limits' may only hold {', '.join(LIMIT_NAMES)}")
     for name, value in data.items():
         if not _is_int(value) or value < 1:
             raise SpaceError(f"{where}: limit {name} must be a positive integer, got {value!r}")
@@ -234,6 +243,7 @@ def _is_int(value: Any) -> bool:
 __all__ = [
     "DEPTHWISE",
     "GROUP_WIDTH",
+    "LIMIT_NAMES",
     "SAME",
     "Choice",
     "Dimension",
