@@ -20,7 +20,7 @@ run: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check prmodel tests benchmarks
-	$(BIN)/ruff format --check prmodel tests benchmarks
+	$(BIN)/ruff format --check prmodel tests benchmarks docs
 	$(BIN)/mypy prmodel benchmarks
 
 test: lint
