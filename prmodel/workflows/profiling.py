@@ -327,6 +327,12 @@ class _Bar:
         if self.progress is not None:
             self.progress.update(self.task, completed=self.completed)
 
+    def finish(self) -> None:
+        """The work ended here (all of it, or the rest was not needed): a full bar, no ETA."""
+        self.total = self.completed
+        if self.progress is not None:
+            self.progress.update(self.task, total=max(self.total, 1e-9), completed=self.total)
+
 
 @contextmanager
 def _progress(enabled: bool) -> Iterator[_Bar]:
@@ -341,7 +347,9 @@ def _progress(enabled: bool) -> Iterator[_Bar]:
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=Console(stderr=True), transient=False) as progress:
-        yield _Bar(progress, progress.add_task("profiling networks", total=None))
+        bar = _Bar(progress, progress.add_task("profiling networks", total=None))
+        yield bar
+        bar.finish()  # not on an exception: an interrupted bar stays where it stopped
 
 
 __all__ = [
