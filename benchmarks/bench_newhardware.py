@@ -8,11 +8,12 @@ From an empty workspace on this machine the script
    calibration, and saves them where ``prmodel estimate`` loads them;
 2. builds the networks of every held-out set (:data:`prmodel.zoo.HELD_OUT_SETS`:
    architectures, widths, resolutions and batch sizes outside the training networks),
-   reported apart: ``held-out``, ``held-out-b`` and ``held-out-c`` have informed choices
-   (the training set's tiers, the calibration's rule for small networks, the stopping rule)
-   and are development sets now; ``held-out-d`` was chosen before any predictor was scored
-   on it and judges those choices. It measures them twice, each time with their rounds
-   interleaved: the truth is the mean of the two, the noise floor the MAPE between them;
+   reported apart: the newest set (the last of ``HELD_OUT_SETS``) was chosen before any
+   predictor was scored on it and judges the choices made since the one before it; the
+   older sets have informed choices (the training set's tiers, the calibration's rule for
+   small networks, the rounds rule) and are development sets. It measures them twice, each
+   time with their rounds interleaved: the truth is the mean of the two, the noise floor
+   the MAPE between them;
 3. estimates every held-out network with the saved predictor (``Estimator.load``, the
    ``prmodel estimate`` path) and reports the held-out MAPE, the share within ±10 %, the
    worst network and a per-network table;
