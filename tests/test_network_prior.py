@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from prmodel.select.network_prior import (
     neighbour,
 )
 from prmodel.select.samplers import SamplingError
+from prmodel.select.spaces import default_space
 from prmodel.targets.analytic import AnalyticTarget
 from prmodel.zoo import tiny_mobilenet, tiny_resnet
 
@@ -87,6 +89,17 @@ def test_neighbours_keep_stride_same_padding_and_the_kind_of_grouping() -> None:
     assert {layer.residual for layer in neighbours} == {True, False}
     assert {layer.kernel_h for layer in neighbours} == set(KERNELS)
     assert any(d.sources == frozenset({"a", "b"}) and d.layer.groups > 1 for d in drawn)
+
+
+def test_neighbours_stay_within_the_limits_of_a_given_space() -> None:
+    free = NetworkSampler(NETWORKS, random_share=0.0).sample_sources("conv", 120, seed=0)
+    cap = max(d.layer.reduction for d in free if d.origin == "network")
+    assert any(d.layer.reduction > cap for d in free if d.origin == "neighbour")
+    space = default_space("conv")
+    bounded = replace(space, limits=replace(space.limits, max_reduction=cap))
+    drawn = NetworkSampler(NETWORKS, bounded, random_share=0.0).sample_sources("conv", 120, seed=0)
+    neighbours = [d.layer for d in drawn if d.origin == "neighbour"]
+    assert neighbours and all(x.reduction <= cap for x in neighbours)
 
 
 def test_dense_neighbours_move_tokens_and_give_classifiers_some() -> None:

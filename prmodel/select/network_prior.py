@@ -49,6 +49,7 @@ from prmodel.select._sampling import (
     random_layers,
     space_for,
 )
+from prmodel.select.dimensions import Limits
 
 GROUP_WIDTHS: tuple[int, ...] = (4, 8, 16, 32, 64)
 """Channels per group a neighbour of a grouped convolution may take (ResNeXt, RegNet)."""
@@ -139,8 +140,10 @@ class NetworkSampler:
             picked = rng.choice(len(originals), size=zoo_budget, replace=False)
             originals = [originals[int(i)] for i in sorted(picked)]
         drawn = {s.layer.key: s for s in originals}
-        drawn.update(self._neighbours(originals, zoo_budget - len(drawn), rng, drawn))
         space = space_for(self.space, kind)
+        # Neighbours stay within a given space's limits, as every other draw does.
+        limits = space.limits if self.space is not None else None
+        drawn.update(self._neighbours(originals, zoo_budget - len(drawn), rng, drawn, limits))
         for layer in random_layers(space, budget - len(drawn), rng, exclude=drawn):
             drawn[layer.key] = SampledLayer(layer, frozenset(), "random")
         return list(drawn.values())
@@ -151,6 +154,7 @@ class NetworkSampler:
         room: int,
         rng: np.random.Generator,
         taken: Mapping[str, SampledLayer],
+        limits: Limits | None = None,
     ) -> dict[str, SampledLayer]:
         if room <= 0 or not centres:
             return {}
@@ -170,6 +174,7 @@ class NetworkSampler:
                     or layer.key in found
                     or layer.macs > max_macs
                     or layer.weight_bytes + layer.activation_bytes > max_bytes
+                    or (limits is not None and not limits.allows(layer))
                 ):
                     continue
                 found[layer.key] = SampledLayer(layer, centre.sources, "neighbour")
