@@ -58,8 +58,9 @@ import pandas as pd
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
 from prmodel.measure.frames import layers_from_frame
 from prmodel.measure.store import MeasurementStore
+from prmodel.select.dimensions import Limits
 from prmodel.select.representatives import RepresentativeSet
-from prmodel.select.samplers import make_sampler
+from prmodel.select.samplers import make_sampler, space_for
 from prmodel.select.spaces import ParameterSpace, default_space
 from prmodel.targets import get_target
 from prmodel.targets.base import Target
@@ -104,8 +105,13 @@ simulated for more than 15 s, stalling on its 0.9 M weights: the weight cap (100
 weights, three times the 32 KB filter SRAM) bounds those. A 7x7 conv of 735 channels to one
 filter (36,015 terms a dot product, 1,126 folds of the 32 rows) ran longer than 30 s: the
 reduction cap (256 channels at 3x3, 72 folds of the rows) bounds the folds."""
-BOUNDED_BASE = {"channels": 32, "out_channels": 32, "height": 14}
-"""Base layer of the 1-D sweeps in a MAC-bounded conv space (1.8 MMACs at 3x3)."""
+BOUNDED_BASE = {"channels": 64, "out_channels": 64, "height": 4, "kernel_h": 1}
+"""Base layer of the 1-D sweeps in a bounded conv space (65,536 MACs): inside every cap, with
+room for the channel sweeps to cross four folds of the 32-wide array (1-128). A 1x1 kernel
+makes the sweep's steps the array's period itself (``channels * kernel`` folds over the rows).
+Until 2026-12-06 10:35 UTC the base was 32 to 32 channels on 14x14 pixels at 3x3, 1.8 M MACs,
+over the 1e6 MAC cap: its sweeps stopped at 17 channels, found irregular steps, and PR drew
+exactly random's layers (``bench_pr_claim_scalesim_base14.*``)."""
 TEST_SETS = ("random", "networks")
 COMPARED = ("pr", "networks")
 
@@ -128,6 +134,8 @@ def bounded_spaces(
         if kind is LayerKind.CONV:
             base.update(BOUNDED_BASE)
         spaces[kind] = dataclasses.replace(space, limits=limits, base=base)
+        if not limits.allows(spaces[kind].build({})):
+            raise SystemExit(f"bench_pr_claim: the {kind.value} sweep base is over the caps {caps}")
     return spaces
 
 
@@ -332,8 +340,9 @@ def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     report = figures(result, ablation)
     # Diagnostics: the test layers and every sampler's draws, drawn again (no measuring).
-    prior = {
-        n: tuple(x for k in kinds for x in by[k])
+    caps_of = {k: space_for(spaces, k).limits if spaces else Limits() for k in kinds}
+    prior = {  # as evaluate() draws around them: the layers within the caps
+        n: tuple(x for k in kinds for x in by[k] if caps_of[k].allows(x))
         for n, by in network_layers_by_kind(prior_nets, target, kinds).items()
     }
     held_out = network_layers_by_kind(test_nets, target, kinds)
