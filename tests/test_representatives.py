@@ -12,6 +12,7 @@ from prmodel.select.representatives import (
     ParameterSteps,
     RepresentativesError,
     RepresentativeSet,
+    plateau_layer,
 )
 
 # -- ParameterSteps and plateau mapping ---------------------------------------------------------
@@ -64,6 +65,36 @@ def test_plateau_of_maps_periodic_steps_but_not_irregular_breakpoints() -> None:
     assert prs.plateau_of(grouped) == grouped
 
 
+@pytest.mark.parametrize(
+    ("kernel", "channels", "expected"),
+    [
+        (1, 33, 64),  # 1x1: the taps are the channels, period 32
+        (3, 32, 32),  # 288 taps: exactly 9 folds of 32
+        (3, 33, 35),  # 297 taps need 10 folds (320 taps): 35 channels still fit them
+        (5, 2, 2),  # 50 taps, 2 folds (64): 3 channels would need 3
+        (7, 1, 1),
+    ],
+)
+def test_a_folded_window_moves_channels_by_the_layers_own_taps(
+    kernel: int, channels: int, expected: int
+) -> None:
+    steps = ParameterSteps(LayerKind.CONV, "channels", True, period=32, window=1)
+    layer = LayerConfig.create(
+        "conv", channels=channels, height=8, width=8, out_channels=8, kernel=kernel
+    )
+    assert steps.folds_window
+    assert plateau_layer((steps,), layer).channels == expected
+    unfolded = ParameterSteps(LayerKind.CONV, "channels", True, period=32)
+    assert plateau_layer((unfolded,), layer).channels == max(32, 32 * -(-channels // 32))
+
+
+def test_a_window_swept_at_3x3_counts_its_taps() -> None:
+    # a period of 32 channels found at 3x3 is a step every 288 taps
+    steps = ParameterSteps(LayerKind.CONV, "channels", True, period=32, window=9)
+    layer = LayerConfig.create("conv", channels=100, height=8, width=8, out_channels=8, kernel=1)
+    assert steps.representative_for(layer) == 288
+
+
 # -- the PR file --------------------------------------------------------------------------------
 
 
@@ -76,6 +107,17 @@ def _saved(tmp_path: Path) -> tuple[Path, dict[str, object]]:
     )
     path = RepresentativeSet("t", steps).save(tmp_path / "pr.yaml")
     return path, yaml.safe_load(path.read_text())
+
+
+def test_the_folded_window_is_saved_and_old_files_read_without_it(tmp_path: Path) -> None:
+    folded = ParameterSteps(
+        LayerKind.CONV, "channels", True, period=32, representatives=(32, 64), window=1
+    )
+    path = RepresentativeSet("t", (folded,)).save(tmp_path / "pr.yaml")
+    assert RepresentativeSet.load(path).steps == (folded,)
+    old, data = _saved(tmp_path)
+    assert "window" not in data["parameters"][0]  # type: ignore[index]
+    assert all(s.window == 0 for s in RepresentativeSet.load(old).steps)
 
 
 def _set(data: dict[str, object], entry: int, name: str, value: object) -> None:

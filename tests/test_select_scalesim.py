@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from prmodel.layers import LayerKind
+from prmodel.select.samplers import RandomSampler
 from prmodel.targets import get_target
 from prmodel.workflows.selection import run_selection
 from prmodel.workspace import Workspace
@@ -41,6 +42,7 @@ def test_weight_stationary_array_rows_and_columns_are_recovered(
     # input width is its whole kernel, so its channel period is the row count).
     periods = _periods(rows, cols, "ws", tmp_path)
     assert periods[("conv", "out_channels")] == cols
+    assert periods[("conv", "channels")] == rows  # swept at 1x1, where the taps are channels
     assert periods[("dense", "out_channels")] == cols
     assert periods[("dense", "channels")] == rows
 
@@ -55,3 +57,25 @@ def test_output_stationary_array_columns_are_recovered(
     assert periods[("conv", "out_channels")] == cols
     assert periods[("dense", "out_channels")] == cols
     assert periods[("dense", "channels")] is None
+
+
+def test_ws_plateaus_keep_every_kernels_compute_cycles(tmp_path: Path) -> None:
+    """Moving a layer onto its plateau keeps its fold counts, whatever its kernel: the
+    channel plateaus of a 3x3 or 7x7 conv are folds of channels * taps, not of channels."""
+    target = get_target("scalesim:rows=32,cols=32,dataflow=ws,mode=fast")
+    found = run_selection(
+        target,
+        workspace=Workspace.at(tmp_path).create(),
+        kinds=(LayerKind.CONV,),
+        progress=False,
+        plots=False,
+    ).representatives
+    channels = found.for_kind(LayerKind.CONV)["channels"]
+    assert (channels.period, channels.window) == (32, 1)
+    layers = RandomSampler().sample(LayerKind.CONV, 300, seed=4)
+    moved = 0
+    for layer in (x for x in layers if x.groups == 1):
+        plateau = found.plateau_of(layer)
+        moved += plateau.channels != layer.channels
+        assert target.latency_us(plateau) == target.latency_us(layer), (layer, plateau)
+    assert moved > 50

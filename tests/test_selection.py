@@ -16,6 +16,7 @@ from prmodel.select.selection import (
     sweep_values,
 )
 from prmodel.select.spaces import IntRange, default_space
+from prmodel.targets import get_target
 from prmodel.targets.profiles import HardwareProfile, StepHint, builtin_profile
 
 # -- the initial sweeps -------------------------------------------------------------------------
@@ -128,3 +129,16 @@ def test_pr_file_round_trips_to_equal_objects(tmp_path: Path) -> None:
     assert text.startswith("# prmodel Performance Representatives")
     assert "representatives: [16, 32, 48" in text  # short lists stay on one readable line
     assert RepresentativeSet.load(path) == pr
+
+
+def test_the_channel_sweep_runs_at_1x1_where_the_array_folds_the_window() -> None:
+    # On a weight-stationary array a 3x3 conv's channel steps fall every 32/9 channels; at
+    # 1x1 they are the array's 32 rows. Output-stationary arrays stream the window in time.
+    for dataflow, kernel in (("ws", 1), ("is", 1), ("os", 3)):
+        target = get_target(f"scalesim:rows=32,cols=32,dataflow={dataflow},mode=fast")
+        found = initial_sweeps([LayerKind.CONV], profile=target.hardware_profile())
+        sweeps = {s.parameter: s for s in found}
+        assert {x.kernel_h for x in sweeps["channels"].layers} == {kernel}, dataflow
+        assert {x.kernel_h for x in sweeps["out_channels"].layers} == {3}
+    cpu = initial_sweeps([LayerKind.CONV], profile=builtin_profile("ort-cpu-avx512"))
+    assert {x.kernel_h for s in cpu for x in s.layers} == {3}

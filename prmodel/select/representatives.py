@@ -54,6 +54,12 @@ class ParameterSteps:
     confidence: float = 0.0
     evidence: Mapping[str, Any] = field(default_factory=dict)
     start: int = 0
+    window: int = 0
+    """Where the hardware folds a conv's whole window (input channels times kernel taps, a
+    systolic array's rows) and this is the ``channels`` staircase: the kernel area of the
+    swept base layer. The period then holds for ``channels * window`` taps, and a layer of
+    another kernel has its channel plateaus at other values (:meth:`representative_for`).
+    0 everywhere else."""
 
     def boundary_at_or_above(self, value: int) -> int:
         """The upper end of the plateau that contains ``value`` (``value`` without steps)."""
@@ -86,6 +92,33 @@ class ParameterSteps:
     def representative(self, value: int) -> int:
         """The PR value that stands for ``value``'s plateau (its upper end)."""
         return self.boundary_at_or_above(value)
+
+    def representative_for(self, layer: LayerConfig) -> int:
+        """The PR value of ``layer``'s plateau in this parameter, with the layer's kernel.
+
+        Where the window is folded (:attr:`window`), the staircase steps every
+        ``period * window`` taps of ``channels * kernel area``: the plateau's upper end is
+        the most channels with as many folds as the layer's. Elsewhere it is
+        :meth:`representative` of the value.
+        """
+        value = int(getattr(layer, self.parameter))
+        if not self.folds_window:
+            return self.representative(value)
+        area = layer.kernel_h * layer.kernel_w
+        taps = self.taps_per_fold
+        return max(value, (math.ceil(value * area / taps) * taps) // area)
+
+    @property
+    def folds_window(self) -> bool:
+        """Whether the staircase is one of folded window taps (:attr:`window`)."""
+        return bool(self.window and self.period and self.has_steps) and not (
+            self.offset or self.start
+        )
+
+    @property
+    def taps_per_fold(self) -> int:
+        """Window taps (channels times kernel area) per step where :attr:`folds_window`."""
+        return (self.period or 1) * max(self.window, 1)
 
     @property
     def maps_other_layers(self) -> bool:
@@ -204,6 +237,7 @@ def _steps_to_data(steps: ParameterSteps) -> dict[str, Any]:
         "breakpoints": list(steps.breakpoints),
         "confidence": float(steps.confidence),
         "representatives": list(steps.representatives),
+        **({"window": steps.window} if steps.window else {}),
         "evidence": to_plain(steps.evidence),
     }
 
@@ -263,6 +297,7 @@ def _parse_steps(entry: Any, where: str) -> ParameterSteps:
         confidence=float(_field(entry, "confidence", (int, float), where, default=0.0)),
         evidence=_field(entry, "evidence", dict, where, default={}),
         start=_field(entry, "start", int, where, default=0),
+        window=_field(entry, "window", int, where, default=0),
     )
     _check_consistent(steps, where)
     return steps
@@ -339,7 +374,7 @@ def plateau_layer(steps: Sequence[ParameterSteps], layer: LayerConfig) -> LayerC
         if parameter.kind is not layer.kind or not parameter.maps_other_layers:
             continue
         value = getattr(rounded, parameter.parameter)
-        target = parameter.representative(value)
+        target = parameter.representative_for(rounded)
         if target != value:
             try:
                 rounded = rounded.with_params(**{parameter.parameter: target})

@@ -88,9 +88,10 @@ def initial_sweeps(
         space = (spaces or {}).get(kind) or default_space(kind)
         for name in space.swept_parameters:
             hint = profile.hint(kind, name) if profile else None
+            base = _sweep_base(kind, name, space, profile)
             pairs = []
             for value in sweep_values(space.range_of(name), hint, dense_to=dense_to, tail=tail):
-                layer = space.try_build({name: value})
+                layer = space.try_build({**base, name: value})
                 if layer is not None and getattr(layer, name) == value:
                     pairs.append((value, layer))
             if len(pairs) < 2:
@@ -137,13 +138,19 @@ class ParameterSweep:
     latencies_us: tuple[float, ...]
     plan: str = ""
     layer_keys: tuple[str, ...] = ()
+    kernel_area: int = 0
+    """Kernel taps of the swept layers (conv), 0 where unknown."""
 
     @classmethod
     def from_frame(
         cls, frame: pd.DataFrame, *, kind: LayerKind | str, parameter: str, plan: str = ""
     ) -> ParameterSweep:
-        """A sweep from store rows (columns ``parameter``, ``latency_us``, ``layer_key``)."""
+        """A sweep from store rows (columns ``parameter``, ``latency_us``, ``layer_key``, and
+        ``kernel_h`` and ``kernel_w`` where the store has them)."""
         rows = frame.sort_values(parameter)
+        area = 0
+        if {"kernel_h", "kernel_w"} <= set(rows.columns) and len(rows):
+            area = int(rows["kernel_h"].iloc[0]) * int(rows["kernel_w"].iloc[0])
         return cls(
             kind=LayerKind(kind),
             parameter=parameter,
@@ -151,6 +158,7 @@ class ParameterSweep:
             latencies_us=tuple(float(v) for v in rows["latency_us"]),
             plan=plan,
             layer_keys=tuple(str(k) for k in rows["layer_key"]),
+            kernel_area=area,
         )
 
 
@@ -191,22 +199,60 @@ def select_representatives(
     for sweep in sweeps:
         space = (spaces or {}).get(sweep.kind) or default_space(sweep.kind)
         hint = profile.hint(sweep.kind, sweep.parameter) if profile else None
-        steps.append(
-            _select_one(
-                sweep,
-                space,
-                hint,
-                coarse_count=coarse_count,
-                min_confidence=min_confidence,
-                noise_floor=noise_floor,
-                outliers=not deterministic,
-            )
+        found = _select_one(
+            sweep,
+            space,
+            hint,
+            coarse_count=coarse_count,
+            min_confidence=min_confidence,
+            noise_floor=noise_floor,
+            outliers=not deterministic,
         )
+        steps.append(replace(found, window=_folded_window(sweep, space, profile)))
     steps += _unswept(sweeps, spaces, coarse_count)
     info = {**(metadata or {})}
     if profile is not None:
         info.setdefault("profile", profile_record(profile))
     return RepresentativeSet(target_id, tuple(steps), to_plain(info))
+
+
+def _folded_window(
+    sweep: ParameterSweep, space: ParameterSpace, profile: HardwareProfile | None
+) -> int:
+    """The base layer's kernel area where the profile folds a conv's whole window (channels
+    times kernel taps) and ``sweep`` is its channel sweep, else 0 (see ParameterSteps.window)."""
+    if sweep.kind is not LayerKind.CONV or sweep.parameter != "channels":
+        return 0
+    if not _folds_window(profile):
+        return 0
+    if sweep.kernel_area:
+        return sweep.kernel_area
+    base = space.build({})
+    return base.kernel_h * base.kernel_w
+
+
+def _folds_window(profile: HardwareProfile | None) -> bool:
+    """Whether ``profile``'s hardware folds a conv's whole window (channels times kernel taps)
+    over a block, as a systolic array's rows do."""
+    blocks = profile.gemm_blocks(LayerKind.CONV) if profile is not None else None
+    return blocks is not None and blocks.reduction == "window" and blocks.k > 1
+
+
+def _sweep_base(
+    kind: LayerKind, parameter: str, space: ParameterSpace, profile: HardwareProfile | None
+) -> dict[str, int]:
+    """What a sweep changes in the space's base layer besides its own parameter.
+
+    On hardware that folds a conv's whole window, the channel steps of a 3x3 layer fall
+    every ``block / 9`` channels, which no integer period describes; at a 1x1 kernel they are
+    the block itself. So the channel sweep runs at 1x1 where the space allows it, and the
+    plateaus of other kernels follow from it (:meth:`ParameterSteps.representative_for`).
+    """
+    if kind is not LayerKind.CONV or parameter != "channels" or not _folds_window(profile):
+        return {}
+    if space.build({}).kernel_h == 1 or "kernel_h" not in space.free_parameters:
+        return {}
+    return {"kernel_h": 1} if 1 in space.values_of("kernel_h") else {}
 
 
 def profile_record(profile: HardwareProfile) -> dict[str, Any]:

@@ -215,7 +215,7 @@ class FeatureSpec:
             row.append(float(layer.channels % self.channel_block == 0))
         row += [derive(layer) for derive in _DERIVED.values()]
         for steps in self.steps:
-            row += _step_features(steps, getattr(layer, steps.parameter))
+            row += _step_features(steps, layer)
         if rounder is not None:
             rounded_macs = float(rounder.plateau_of(layer).macs)
             total_bytes = layer.weight_bytes + layer.activation_bytes
@@ -300,8 +300,13 @@ def _gemm_features(layer: LayerConfig, blocks: GemmBlocks | None) -> list[float]
     return row
 
 
-def _step_features(steps: ParameterSteps, value: int) -> list[float]:
-    rounded = steps.representative(value)
+def _step_features(steps: ParameterSteps, layer: LayerConfig) -> list[float]:
+    value = int(getattr(layer, steps.parameter))
+    rounded = steps.representative_for(layer)
+    if steps.folds_window:  # plateaus are folds of channels * kernel taps
+        area = layer.kernel_h * layer.kernel_w
+        blocks = math.ceil(value * area / steps.taps_per_fold)
+        return [float(blocks - 1), float(rounded), float(blocks), value / rounded]
     if steps.period:
         blocks = math.ceil((rounded - steps.offset) / steps.period)
     else:
@@ -318,6 +323,7 @@ def _steps_to_dict(steps: ParameterSteps) -> dict[str, Any]:
         "breakpoints": list(steps.breakpoints),
         "representatives": list(steps.representatives),
         "start": steps.start,
+        **({"window": steps.window} if steps.window else {}),
     }
 
 
@@ -331,6 +337,7 @@ def _steps_from_dict(kind: LayerKind, data: Mapping[str, Any]) -> ParameterSteps
         breakpoints=tuple(int(b) for b in data.get("breakpoints", ())),
         representatives=tuple(int(r) for r in data.get("representatives", ())),
         start=int(data.get("start", 0)),
+        window=int(data.get("window", 0)),
     )
 
 
