@@ -105,13 +105,16 @@ simulated for more than 15 s, stalling on its 0.9 M weights: the weight cap (100
 weights, three times the 32 KB filter SRAM) bounds those. A 7x7 conv of 735 channels to one
 filter (36,015 terms a dot product, 1,126 folds of the 32 rows) ran longer than 30 s: the
 reduction cap (256 channels at 3x3, 72 folds of the rows) bounds the folds."""
-BOUNDED_BASE = {"channels": 64, "out_channels": 64, "height": 4, "kernel_h": 1}
-"""Base layer of the 1-D sweeps in a bounded conv space (65,536 MACs): inside every cap, with
-room for the channel sweeps to cross four folds of the 32-wide array (1-128). A 1x1 kernel
-makes the sweep's steps the array's period itself (``channels * kernel`` folds over the rows).
-Until 2026-12-06 10:35 UTC the base was 32 to 32 channels on 14x14 pixels at 3x3, 1.8 M MACs,
-over the 1e6 MAC cap: its sweeps stopped at 17 channels, found irregular steps, and PR drew
-exactly random's layers (``bench_pr_claim_scalesim_base14.*``)."""
+BOUNDED_BASE = {"channels": 64, "out_channels": 64, "height": 4}
+"""Base layer of the 1-D sweeps in a bounded conv space (3x3, 589,824 MACs): inside every
+cap, with room for the output-channel sweep to cross three folds of a 32-wide array (1-108);
+the channel sweep runs at 1x1 on an array that folds the window (up to 128 channels).
+
+History (2026-12-06): until 10:35 UTC the base was 32 to 32 channels on 14x14 pixels, 1.8 M
+MACs, over the 1e6 MAC cap: its sweeps stopped at 17 channels, found irregular steps, and
+PR drew exactly random's layers (``bench_pr_claim_scalesim_base14.*``). From 10:35 to 11:05
+it was this base at 1x1, with plateau mapping blind to the kernel, which moved a 3x3 conv's
+channels to a multiple of 32 as if its taps were channels (``bench_pr_claim_scalesim_blind.*``)."""
 TEST_SETS = ("random", "networks")
 COMPARED = ("pr", "networks")
 
