@@ -50,15 +50,20 @@ NETWORK_GOAL = 0.5
 
 
 def reference_networks(use: bool) -> tuple[list[Any], str]:
-    """The exported torchvision networks if present, else the tiny zoo networks."""
+    """The exported torchvision networks if present, else the same 15 built torch-free."""
     if not use:
         return [], "none"
     files = sorted((HERE / "networks").glob("*.onnx"))
     if files:
         return [str(f) for f in files], "benchmarks/networks/*.onnx (torchvision, random weights)"
-    from prmodel.zoo import tiny_mobilenet, tiny_resnet, tiny_vgg
+    from prmodel.zoo import reference_networks as zoo_reference
 
-    return [tiny_resnet(), tiny_mobilenet(), tiny_vgg()], "prmodel.zoo tiny networks"
+    models = []
+    for spec in zoo_reference():
+        model = spec.build(weights=False)  # the simulator maps shapes; no weights needed
+        model.graph.name = spec.name
+        models.append(model)
+    return models, "prmodel.zoo reference networks (torch-free builders, no weights)"
 
 
 def headline(result: EvaluationResult) -> dict[str, Any]:
