@@ -20,18 +20,17 @@ Targets (``--targets``, comma-separated names or full specs):
 - ``cpu``: the local CPU (ONNX Runtime), default layer spaces;
 - ``scalesim``: a SCALE-Sim 32x32 weight-stationary array in full mode with small SRAMs
   (32/32/16 KB) and 4 words/cycle of DRAM bandwidth, so memory stalls make latency more than
-  the closed-form fold arithmetic (35 % of layers stall, the 90th percentile at 5.7x their
-  compute cycles). Every space (samplers, random test set, network test layers, PR sweeps) is
-  bounded by ``--max-macs`` and ``--max-activation-bytes`` (defaults 1e6 and 1e5 for
-  SCALE-Sim), with a sweep base layer inside the bound. Measured on 2026-12-06 (2-core AMD
-  EPYC): SCALE-Sim simulates about 100,000 cycles a second, stalls included, and the caps do
-  not bound stalls; random test layers took 7 s each, so budgets 30-300 with 3 seeds take
-  about 6 hours. Run it where there are hours to spare; the store makes it resumable.
+  the closed-form fold arithmetic (about 21 % of layers stall, the 90th percentile at 5.3x
+  their compute cycles). Every space (samplers, random test set, network test layers, PR
+  sweeps) is bounded by the caps of :data:`DEFAULT_CAPS` (``--max-macs``,
+  ``--max-activation-bytes``, ``--max-weight-bytes``, ``--max-reduction``), with a sweep
+  base layer inside them. Within them a layer simulates in 0.07 s on average (2-core AMD
+  EPYC, 2026-12-06): budgets 30-3,000 with 3 seeds measure about 23,000 layers in 35 min.
 
 Measurements go through the workspace's store, so an interrupted run resumes where it stopped
 (grow the budgets run by run). Run by hand (not by pytest), under the shared CPU lock:
 
-    .venv/bin/python benchmarks/bench_pr_claim.py --targets scalesim --budgets 30,100,300
+    .venv/bin/python benchmarks/bench_pr_claim.py --targets scalesim --name bench_pr_claim_scalesim
     .venv/bin/python benchmarks/bench_pr_claim.py --targets cpu --budgets 30,100,300,1000
 
 Writes benchmarks/results/bench_pr_claim.json and .md (``--name`` changes the stem).
