@@ -8,7 +8,7 @@ budgets up to 1000 per kind, over several seeds, and reports:
   space draws as groups == channels, also reported apart as ``random-depthwise``);
 - whole-network MAPE on the reference networks' conv and dense layers, where the truth is the
   simulator's latency summed over every mapped layer of the network and the estimate the
-  model's (``benchmarks/networks/*.onnx`` if present, else prmodel's tiny networks).
+  model's (``benchmarks/networks/*.onnx`` if present, else the same 15 built torch-free).
 
 Goals: single-layer MAPE <= 0.1 % with at most 1000 PR samples per kind, whole-network MAPE
 <= 0.5 % (the paper: 0.02 % and 0.68 %).
