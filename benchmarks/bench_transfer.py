@@ -13,8 +13,8 @@ new target measured, in the order ``prmodel learn`` measures them) it learns
   fitted on the N networks (what "start from the reference predictor" means without a
   translation);
 
-and scores each on the new target's held-out networks (all five sets, never learned by
-either target); N = 0 is the reference predictor as it is. Held-out networks are rebuilt
+and scores each on the new target's held-out networks (the five sets its runs measured,
+never learned by either target); N = 0 is the reference predictor as it is. Held-out networks are rebuilt
 and mapped (torch-free, about a minute); the truth is the mean of the two measurements the
 results file holds.
 
