@@ -14,9 +14,9 @@ new target measured, in the order ``prmodel learn`` measures them) it learns
   translation);
 
 and scores each on the new target's held-out networks (the five sets its runs measured,
-never learned by either target); N = 0 is the reference predictor as it is. Held-out networks are rebuilt
-and mapped (torch-free, about a minute); the truth is the mean of the two measurements the
-results file holds.
+never learned by either target); N = 0 is the reference predictor as it is. Held-out
+networks are rebuilt and mapped (torch-free, about a minute); the truth is the mean of the
+two measurements the results file holds.
 
 The directions shipped: 1 intra-op thread <-> 2 intra-op threads of ONNX Runtime on the
 AMD EPYC development machine (the only machine at hand; no AVX2 machine was lent). The two
