@@ -140,6 +140,7 @@ def _set(data: dict[str, object], entry: int, name: str, value: object) -> None:
         (lambda d: _set(d, 1, "period", 8), "has_steps is false but a period"),
         (lambda d: _set(d, 0, "period", None), "has_steps needs a period or breakpoints"),
         (lambda d: _set(d, 0, "confidence", 3.0), r"confidence 3.0 is not in \[0, 1\]"),
+        (lambda d: _set(d, 0, "window", -9), "window must be >= 0, got -9"),
         (lambda d: _set(d, 0, "has_steps", "yes"), "field 'has_steps' has the wrong type"),
         (lambda d: d["parameters"].append(dict(d["parameters"][0])), "appears twice"),
     ],

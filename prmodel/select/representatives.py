@@ -335,6 +335,8 @@ def _check_consistent(steps: ParameterSteps, where: str) -> None:
         raise RepresentativesError(f"{where}: confidence {steps.confidence} is not in [0, 1]")
     if steps.start < 0:
         raise RepresentativesError(f"{where}: start must be >= 0, got {steps.start}")
+    if steps.window < 0:
+        raise RepresentativesError(f"{where}: window must be >= 0, got {steps.window}")
     if steps.has_steps:
         if steps.period is None and not steps.breakpoints:
             raise RepresentativesError(f"{where}: has_steps needs a period or breakpoints")

@@ -208,7 +208,9 @@ def select_representatives(
             noise_floor=noise_floor,
             outliers=not deterministic,
         )
-        steps.append(replace(found, window=_folded_window(sweep, space, profile)))
+        if found.period:  # a period found on a folded window holds in its taps
+            found = replace(found, window=_folded_window(sweep, space, profile))
+        steps.append(found)
     steps += _unswept(sweeps, spaces, coarse_count)
     info = {**(metadata or {})}
     if profile is not None:
