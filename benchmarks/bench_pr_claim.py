@@ -57,16 +57,15 @@ import pandas as pd
 from prmodel.layers import LayerConfig, LayerKind, parse_kind
 from prmodel.measure.frames import layers_from_frame
 from prmodel.measure.store import MeasurementStore
-from prmodel.select.dimensions import Limits
 from prmodel.select.representatives import RepresentativeSet
-from prmodel.select.samplers import make_sampler, space_for
+from prmodel.select.samplers import make_sampler
 from prmodel.select.spaces import ParameterSpace, default_space
 from prmodel.targets import get_target
 from prmodel.targets.base import Target
 from prmodel.targets.cpu import machine_info
 from prmodel.train.features import FeatureSpec
 from prmodel.workflows.datasets import draw_test_layers, network_layers_by_kind
-from prmodel.workflows.evaluation import evaluate
+from prmodel.workflows.evaluation import evaluate, prior_layers
 from prmodel.workflows.evaluation_results import EvaluationResult, EvaluationSettings
 from prmodel.workflows.selection import run_selection
 from prmodel.workspace import Workspace
@@ -342,11 +341,7 @@ def run_target(name: str, args: argparse.Namespace) -> dict[str, Any]:
 
     report = figures(result, ablation)
     # Diagnostics: the test layers and every sampler's draws, drawn again (no measuring).
-    caps_of = {k: space_for(spaces, k).limits if spaces else Limits() for k in kinds}
-    prior = {  # as evaluate() draws around them: the layers within the caps
-        n: tuple(x for k in kinds for x in by[k] if caps_of[k].allows(x))
-        for n, by in network_layers_by_kind(prior_nets, target, kinds).items()
-    }
+    prior = prior_layers(target, settings, prior_nets)  # as evaluate() draws around them
     held_out = network_layers_by_kind(test_nets, target, kinds)
     coverage, rows, stalls, explained = [], [], [], []
     with MeasurementStore(workspace.store_path) as store:

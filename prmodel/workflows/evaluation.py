@@ -157,7 +157,7 @@ def evaluate(
     """
     settings = settings or EvaluationSettings()
     started = time.perf_counter()
-    prior = _prior_layers(target, settings, prior_networks)
+    prior = prior_layers(target, settings, prior_networks)
     with MeasurementStore(workspace.store_path) as store:
         digest = store.register_target(target.target_id, target.fingerprint())
         representatives, pr_path = ensure_representatives(
@@ -213,7 +213,7 @@ def evaluate(
     )
 
 
-def _prior_layers(
+def prior_layers(
     target: Target,
     settings: EvaluationSettings,
     networks: Sequence[str | Path | onnx.ModelProto],
@@ -293,4 +293,5 @@ __all__ = [
     "EvaluationSettings",
     "evaluate",
     "noise_floor",
+    "prior_layers",
 ]
